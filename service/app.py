@@ -1,0 +1,79 @@
+"""The application factory: wiring only."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from flask import Flask, Response, g
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service.audit import AuditLog, configure_audit_logging
+from service.callers import Authenticator, IssuerVerifier
+from service.callers.dev_issuer import DevIssuer
+from service.callers.oidc import oidc_verifier
+from service.clock import Clock, system_clock
+from service.configuration import Configuration, load_configuration
+from service.errors import register_error_handlers
+from service.http import EXTENSION_KEY, Broker, ops, tokens
+from service.issuer import TokenIssuer
+from service.minting import Minter, Services, SigningKey
+from service.token_request import MAX_BODY_BYTES
+
+
+def create_app(configuration: Configuration | None = None, *, clock: Clock = system_clock) -> Flask:
+    """Build the broker. Without a configuration, read it from the process environment."""
+    if configuration is None:
+        configuration = load_configuration(os.environ)
+    settings = configuration.settings
+    app = Flask("service")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
+
+    verifiers: list[IssuerVerifier] = []
+    if settings.oidc is not None:
+        verifiers.append(oidc_verifier(settings.oidc))
+    if settings.dev_issuer_enabled:
+        verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
+    minter = Minter(
+        SigningKey(
+            account_sid=settings.account_sid,
+            api_key_sid=settings.api_key_sid,
+            secret=settings.api_key_secret,
+            region=settings.region,
+        ),
+        Services(
+            twiml_app_sid=settings.twiml_app_sid,
+            conversations_service_sid=settings.conversations_service_sid,
+            sync_service_sid=settings.sync_service_sid,
+            push_credentials=settings.push_credentials,
+        ),
+    )
+    issuer = TokenIssuer(
+        authenticator=Authenticator(
+            verifiers, identity_claim=configuration.policy.identity_claim, clock=clock
+        ),
+        policy=configuration.policy,
+        minter=minter,
+        push_names=frozenset(settings.push_credentials),
+        audit=AuditLog(),
+        clock=clock,
+    )
+    app.extensions[EXTENSION_KEY] = Broker(settings=settings, issuer=issuer)
+    configure_audit_logging()
+
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = uuid.uuid4().hex
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    register_error_handlers(app)
+    app.register_blueprint(tokens.blueprint)
+    app.register_blueprint(ops.blueprint)
+    return app

@@ -1,0 +1,98 @@
+"""Who is calling? Turns an ``Authorization`` header into a verified ``Caller``.
+
+The identity always comes from a verified claim, never from the request. A repeated
+bearer token is verified once and then served from a small cache keyed by its SHA-256
+digest: bounded in size and never used at or past the token's ``exp``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NewType
+
+from service.callers.verifier import IssuerVerifier, unverified_issuer
+from service.clock import Clock, epoch_seconds
+from service.errors import AuthenticationFailed
+
+Identity = NewType("Identity", str)
+CallerKind = Literal["app_user"]
+CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified caller. ``claims`` are the verified claims of its credential."""
+
+    identity: Identity
+    claims: Mapping[str, Any]
+    kind: CallerKind
+    issuer: str
+    expires_at: int
+    credential_fingerprint: str
+
+
+def credential_fingerprint(credential: str) -> str:
+    """A one-way reference to a bearer credential, for audit records and the cache."""
+    return hashlib.sha256(credential.encode("utf-8")).hexdigest()
+
+
+def bearer_credential(authorization: str | None) -> str:
+    """The credential of an ``Authorization: Bearer`` header; raise if there is none."""
+    if not authorization:
+        raise AuthenticationFailed("no Authorization header")
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise AuthenticationFailed("Authorization is not a Bearer credential")
+    return credential.strip()
+
+
+class Authenticator:
+    """Authenticates app users against the configured issuers."""
+
+    def __init__(
+        self, verifiers: list[IssuerVerifier], *, identity_claim: str, clock: Clock
+    ) -> None:
+        self._verifiers = {verifier.issuer: verifier for verifier in verifiers}
+        self._identity_claim = identity_claim
+        self._clock = clock
+        self._cache: OrderedDict[str, Caller] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Authenticator(issuers={sorted(self._verifiers)!r})"
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        """Verify the bearer credential; raise ``AuthenticationFailed`` on any failure."""
+        credential = bearer_credential(authorization)
+        digest = credential_fingerprint(credential)
+        now = epoch_seconds(self._clock())
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now < cached.expires_at:
+            return cached
+
+        issuer = unverified_issuer(credential)
+        verifier = self._verifiers.get(issuer) if issuer is not None else None
+        if verifier is None:
+            raise AuthenticationFailed("unknown issuer")
+        verified = verifier.verify(credential)
+        identity = verified.claims.get(self._identity_claim)
+        if not isinstance(identity, str) or not identity:
+            raise AuthenticationFailed(f"identity claim {self._identity_claim!r} missing")
+        caller = Caller(
+            identity=Identity(identity),
+            claims=verified.claims,
+            kind="app_user",
+            issuer=verifier.issuer,
+            expires_at=verified.expires_at,
+            credential_fingerprint=digest[:16],
+        )
+        with self._lock:
+            self._cache[digest] = caller
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return caller

@@ -1,0 +1,56 @@
+"""What is this deployment's configuration? Settings, policy and their cross-checks.
+
+Everything is validated together so that start-up (and ``token-broker check-config``)
+lists every problem at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import ConfigurationError
+from service.policy import Policy
+from service.settings import Settings, read_environment, with_first_run_defaults
+
+
+@dataclass(frozen=True)
+class Configuration:
+    settings: Settings
+    policy: Policy
+    #: True when the dev profile filled in clearly fake Twilio credentials.
+    fake_credentials: bool = False
+
+
+def load_configuration(
+    environ: Mapping[str, str], *, dotenv_file: Path = Path(".env")
+) -> Configuration:
+    """Read settings (and ``.env`` in dev) and the policy file; raise with every problem."""
+    merged, fake = with_first_run_defaults(read_environment(environ, dotenv_file))
+    problems: list[str] = []
+    settings = policy = None
+    try:
+        settings = Settings.from_env(merged)
+    except ConfigurationError as error:
+        problems.extend(error.problems)
+    policy_file = Path(merged.get("BROKER_POLICY_FILE") or "policy.toml")
+    try:
+        policy = Policy.load(policy_file)
+    except ConfigurationError as error:
+        problems.extend(error.problems)
+    if settings is not None and policy is not None:
+        problems.extend(consistency_problems(settings, policy))
+    if problems or settings is None or policy is None:
+        raise ConfigurationError(problems)
+    return Configuration(settings=settings, policy=policy, fake_credentials=fake)
+
+
+def consistency_problems(settings: Settings, policy: Policy) -> list[str]:
+    """Grants the policy gives that the settings cannot fill in."""
+    problems = []
+    if policy.gives_voice_outgoing and not settings.twiml_app_sid:
+        problems.append("policy gives outgoing voice, which needs TWILIO_TWIML_APP_SID")
+    if policy.gives_chat and not settings.conversations_service_sid:
+        problems.append("policy gives chat, which needs TWILIO_CONVERSATIONS_SERVICE_SID")
+    return problems

@@ -1,0 +1,208 @@
+"""One error tree, and the one handler that renders every error as problem+json.
+
+``BrokerError`` is the base of everything the broker raises on purpose. Two families
+hang below it: ``ConfigurationError`` (start-up: settings or policy are unusable) and
+``RequestRefused`` (one request is refused; it carries its HTTP status and a stable
+machine code). The ``reason`` of a refusal is for the audit record only: it is never
+rendered into a response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import ClassVar
+
+import werkzeug.exceptions
+from flask import Flask, Response, g, json
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:token-broker:problem:"
+
+log = logging.getLogger("token_broker")
+
+
+class BrokerError(Exception):
+    """Base of every error the broker raises on purpose."""
+
+
+class ConfigurationError(BrokerError):
+    """Raised at start-up when settings or policy are unusable; lists every problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class RequestRefused(BrokerError):
+    """Raised when one request is refused. ``reason`` goes to the audit record only."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(self, reason: str = "", *, headers: dict[str, str] | None = None) -> None:
+        self.reason = reason or self.code
+        self.headers = headers or {}
+        super().__init__(self.reason)
+
+
+class InvalidRequest(RequestRefused):
+    """Raised when the request is outside the contract (shape, types, values)."""
+
+    status = 400
+    code = "invalid_request"
+    detail = "The request does not match the API contract."
+
+
+class InvalidJson(InvalidRequest):
+    """Raised when the body is not strict JSON (syntax, duplicate keys, NaN, Infinity)."""
+
+    code = "invalid_json"
+    detail = "The body is not valid JSON."
+
+
+class UnknownField(InvalidRequest):
+    """Raised when the body names a field the caller may not send."""
+
+    code = "unknown_field"
+    detail = "The body contains a field that is not accepted."
+
+
+class InvalidTtl(InvalidRequest):
+    """Raised when ``ttl`` is not a plain integer within the allowed range."""
+
+    code = "invalid_ttl"
+    detail = "ttl must be an integer number of seconds within the allowed range."
+
+
+class InvalidRoom(InvalidRequest):
+    """Raised when a video room name is empty, too long or has forbidden characters."""
+
+    code = "invalid_room"
+    detail = "The room name is not acceptable."
+
+
+class AuthenticationFailed(RequestRefused):
+    """Raised for any caller-authentication failure; the specific reason is audited only."""
+
+    status = 401
+    code = "invalid_token"
+    detail = "The bearer credential is missing or not valid."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(RequestRefused):
+    """Base of refusals by policy or revocation."""
+
+    status = 403
+
+
+class GrantNotAllowed(Forbidden):
+    """Raised when policy does not give the caller a requested grant."""
+
+    code = "grant_not_allowed"
+    detail = "A requested grant is not allowed for this caller."
+
+
+class RoomNotAllowed(Forbidden):
+    """Raised when the requested room matches none of the caller's room patterns."""
+
+    code = "room_not_allowed"
+    detail = "The requested room is not allowed for this caller."
+
+
+class NotFound(RequestRefused):
+    """Raised for an unknown path."""
+
+    status = 404
+    code = "not_found"
+    detail = "There is nothing at this path."
+
+
+class MethodNotAllowed(RequestRefused):
+    """Raised for a known path with a method it does not accept."""
+
+    status = 405
+    code = "method_not_allowed"
+    detail = "This method is not allowed on this path."
+
+
+class PayloadTooLarge(RequestRefused):
+    """Raised when the body is over the size limit."""
+
+    status = 413
+    code = "payload_too_large"
+    detail = "The body is too large."
+
+
+class UnsupportedMediaType(RequestRefused):
+    """Raised when the body is not ``application/json``."""
+
+    status = 415
+    code = "unsupported_media_type"
+    detail = "The body must be application/json."
+
+
+class Unavailable(RequestRefused):
+    """Raised when a dependency (identity provider keys, state store) cannot be reached."""
+
+    status = 503
+    code = "unavailable"
+    detail = "The service is temporarily unavailable."
+
+
+_WERKZEUG_EQUIVALENTS: dict[int, type[RequestRefused]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    400: InvalidRequest,
+}
+
+
+def problem_response(error: RequestRefused) -> Response:
+    """Render a refusal as RFC 9457 problem details; nothing internal is included."""
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + error.code,
+        "title": HTTPStatus(error.status).phrase,
+        "status": error.status,
+        "code": error.code,
+        "detail": error.detail,
+        "request_id": g.get("request_id", ""),
+    }
+    response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
+    response.headers.update(error.headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _render_refusal(error: RequestRefused) -> Response:
+    return problem_response(error)
+
+
+def _render_http_exception(error: HTTPException) -> Response:
+    refusal_class = _WERKZEUG_EQUIVALENTS.get(error.code or 500, RequestRefused)
+    headers = {}
+    if isinstance(error, werkzeug.exceptions.MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return problem_response(refusal_class(headers=headers))
+
+
+def _render_unexpected(error: Exception) -> Response:
+    # A bug: log the type and request id for the operator, tell the client nothing.
+    log.error(
+        "unhandled %s in request %s", type(error).__name__, g.get("request_id", ""), exc_info=error
+    )
+    return problem_response(RequestRefused())
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error (ours, Werkzeug's, unexpected ones) as problem+json."""
+    app.register_error_handler(RequestRefused, _render_refusal)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(Exception, _render_unexpected)

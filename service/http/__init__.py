@@ -1,0 +1,28 @@
+"""Thin HTTP blueprints over the use cases, and the typed accessor for per-app objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from service.issuer import TokenIssuer
+from service.settings import Settings
+
+EXTENSION_KEY = "token_broker"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The per-app objects the blueprints use."""
+
+    settings: Settings
+    issuer: TokenIssuer
+
+
+def broker(app: Flask) -> Broker:
+    """The ``Broker`` attached to ``app`` by ``create_app``."""
+    found = app.extensions[EXTENSION_KEY]
+    if not isinstance(found, Broker):
+        raise TypeError("create_app did not attach a Broker")
+    return found

@@ -1,0 +1,182 @@
+"""The OpenAPI 3.1 document of every endpoint and error, built once at import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.token_request import MAX_BODY_BYTES
+from service.twilio_rules import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
+
+ERROR_CODES = {
+    400: ["invalid_json", "invalid_request", "unknown_field", "invalid_ttl", "invalid_room"],
+    401: ["invalid_token"],
+    403: ["grant_not_allowed", "room_not_allowed", "revoked"],
+    404: ["not_found"],
+    405: ["method_not_allowed"],
+    413: ["payload_too_large"],
+    415: ["unsupported_media_type"],
+    429: ["rate_limited"],
+    500: ["internal_error"],
+    503: ["issuance_paused", "unavailable"],
+}
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_STRICT_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": False}
+_PUSH = {"type": "string", "description": "Name of a configured push credential, e.g. apns."}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    codes = ", ".join(f"`{code}`" for code in ERROR_CODES[status])
+    return {
+        "description": f"Problem details; code is one of {codes}.",
+        "content": {"application/problem+json": {"schema": _PROBLEM}},
+    }
+
+
+def _ops_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+
+
+OPENAPI_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Token Broker",
+        "version": "1",
+        "description": "Short-lived, narrowly scoped Twilio Access Tokens for authenticated "
+        "callers. Every refusal is RFC 9457 problem details with a stable code.",
+    },
+    "paths": {
+        "/v1/tokens": {
+            "post": {
+                "operationId": "createToken",
+                "summary": "Issue a Twilio Access Token for the authenticated caller.",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "description": f"At most {MAX_BODY_BYTES} bytes of strict JSON.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/TokenRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The token; never cached.",
+                        "headers": {
+                            "Cache-Control": {"schema": {"type": "string", "const": "no-store"}}
+                        },
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/TokenResponse"}
+                            }
+                        },
+                    },
+                    **{
+                        str(status): _problem_response(status)
+                        for status in (400, 401, 403, 405, 413, 415, 429, 500, 503)
+                    },
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness: always cheap.",
+                "responses": {"200": _ops_response("Alive.")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: settings valid, signing key loaded.",
+                "responses": {
+                    "200": _ops_response("Ready; every check is ok."),
+                    "503": _ops_response("Not ready; the failed check is named."),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {"200": _ops_response("The OpenAPI document.")},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from the app's identity provider.",
+            }
+        },
+        "schemas": {
+            "TokenRequest": {
+                **_STRICT_OBJECT,
+                "required": ["grants"],
+                "properties": {
+                    "grants": {
+                        **_STRICT_OBJECT,
+                        "minProperties": 1,
+                        "properties": {
+                            "video": {
+                                **_STRICT_OBJECT,
+                                "required": ["room"],
+                                "properties": {
+                                    "room": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": MAX_ROOM_LENGTH,
+                                    }
+                                },
+                            },
+                            "voice": {
+                                **_STRICT_OBJECT,
+                                "properties": {
+                                    "incoming": {"type": "boolean"},
+                                    "outgoing": {"type": "boolean"},
+                                    "push": _PUSH,
+                                },
+                            },
+                            "chat": {**_STRICT_OBJECT, "properties": {"push": _PUSH}},
+                            "sync": {**_STRICT_OBJECT, "properties": {}},
+                        },
+                    },
+                    "ttl": {"type": "integer", "minimum": MIN_TTL, "maximum": TWILIO_MAX_TTL},
+                },
+            },
+            "TokenResponse": {
+                **_STRICT_OBJECT,
+                "required": ["token", "identity", "expires_at", "ttl", "grants"],
+                "properties": {
+                    "token": {"type": "string", "description": "The Twilio Access Token (JWT)."},
+                    "identity": {"type": "string"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "ttl": {"type": "integer"},
+                    "grants": {
+                        "type": "array",
+                        "items": {"enum": ["video", "voice", "chat", "sync"]},
+                    },
+                },
+            },
+            "Problem": {
+                "type": "object",
+                "required": ["type", "title", "status", "code", "request_id"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "code": {"enum": sorted({c for codes in ERROR_CODES.values() for c in codes})},
+                    "detail": {"type": "string"},
+                    "request_id": {"type": "string"},
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,161 @@
+"""Make the token: an exact Twilio Access Token for a plan that policy allowed.
+
+The header and claims are exactly what twilio-python's ``AccessToken.to_jwt()``
+produces for the same inputs and clock (``typ``, ``alg`` HS256, ``cty``
+``twilio-fpa;v=1``, ``twr`` with a region; ``jti``, ``grants``, ``iss``, ``exp``, ``nbf``,
+``sub``). We build it with PyJWT directly so that the clock is injected and nothing is
+rebuilt per request; the test suite holds twilio's own class as the oracle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+import jwt
+
+from service.policy import Plan
+from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
+
+ACCESS_TOKEN_CONTENT_TYPE = "twilio-fpa;v=1"
+
+
+class MintingError(ValueError):
+    """Raised when a plan cannot become a valid Twilio token (a bug upstream of minting)."""
+
+
+class VoicePayload(TypedDict, total=False):
+    incoming: dict[str, bool]
+    outgoing: dict[str, str]
+    push_credential_sid: str
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The Standard API key that signs tokens. Its secret never enters a repr."""
+
+    account_sid: str
+    api_key_sid: str
+    secret: str = field(repr=False)
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Services:
+    """The SIDs that grants carry; they come from configuration, never from a client."""
+
+    twiml_app_sid: str | None = None
+    conversations_service_sid: str | None = None
+    sync_service_sid: str | None = None
+    push_credentials: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A minted token. ``jwt`` is the credential itself: never log or repr it."""
+
+    jwt: str = field(repr=False)
+    identity: str
+    grants: tuple[str, ...]
+    ttl: int
+    issued_at: datetime
+    expires_at: datetime
+
+    @property
+    def fingerprint(self) -> str:
+        return token_fingerprint(self.jwt)
+
+
+def token_fingerprint(token: str) -> str:
+    """A short, one-way reference to a token for audit records (never the token)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+
+
+class Minter:
+    """Signs Access Tokens with one API key; the header is built once."""
+
+    def __init__(self, key: SigningKey, services: Services) -> None:
+        self._key = key
+        self._services = services
+        self._headers = {"cty": ACCESS_TOKEN_CONTENT_TYPE}
+        if key.region:
+            self._headers["twr"] = key.region
+
+    def __repr__(self) -> str:
+        return f"Minter(api_key_sid={self._key.api_key_sid!r})"
+
+    def can_sign(self) -> bool:
+        """True when the signing key is loaded and signs (a readiness check)."""
+        if not self._key.secret:
+            return False
+        probe = jwt.encode({"probe": True}, self._key.secret, algorithm="HS256")
+        return jwt.decode(probe, self._key.secret, algorithms=["HS256"]) == {"probe": True}
+
+    def mint(self, plan: Plan, now: datetime) -> IssuedToken:
+        """Sign a token for ``plan``, valid from ``now`` for ``plan.ttl`` seconds."""
+        problem = identity_problem(plan.identity, voice=plan.voice is not None)
+        if problem:
+            raise MintingError(problem)
+        if not MIN_TTL <= plan.ttl <= TWILIO_MAX_TTL:
+            raise MintingError("ttl outside Twilio's limits")
+        if not plan.grant_names:
+            raise MintingError("a token needs at least one grant")
+        issued = int(now.timestamp())
+        payload = {
+            "jti": f"{self._key.api_key_sid}-{issued}",
+            "grants": self._grants(plan),
+            "iss": self._key.api_key_sid,
+            "exp": issued + plan.ttl,
+            "nbf": issued,
+            "sub": self._key.account_sid,
+        }
+        token = jwt.encode(payload, self._key.secret, algorithm="HS256", headers=self._headers)
+        issued_at = now.replace(microsecond=0)
+        return IssuedToken(
+            jwt=token,
+            identity=plan.identity,
+            grants=plan.grant_names,
+            ttl=plan.ttl,
+            issued_at=issued_at,
+            expires_at=issued_at + timedelta(seconds=plan.ttl),
+        )
+
+    def _grants(self, plan: Plan) -> dict[str, object]:
+        services = self._services
+        grants: dict[str, object] = {}
+        if plan.video is not None:
+            grants["video"] = {"room": plan.video.room}
+        if plan.voice is not None:
+            voice: VoicePayload = {}
+            if plan.voice.incoming:
+                voice["incoming"] = {"allow": True}
+            if plan.voice.outgoing:
+                if not services.twiml_app_sid:
+                    raise MintingError("outgoing voice needs TWILIO_TWIML_APP_SID")
+                voice["outgoing"] = {"application_sid": services.twiml_app_sid}
+            if plan.voice.push:
+                voice["push_credential_sid"] = self._push_sid(plan.voice.push)
+            grants["voice"] = voice
+        if plan.chat is not None:
+            if not services.conversations_service_sid:
+                raise MintingError("chat needs TWILIO_CONVERSATIONS_SERVICE_SID")
+            chat = {"service_sid": services.conversations_service_sid}
+            if plan.chat.push:
+                chat["push_credential_sid"] = self._push_sid(plan.chat.push)
+            grants["chat"] = chat
+        if plan.sync:
+            sync = {}
+            if services.sync_service_sid:
+                sync["service_sid"] = services.sync_service_sid
+            grants["data_sync"] = sync
+        grants["identity"] = plan.identity
+        return grants
+
+    def _push_sid(self, name: str) -> str:
+        sid = self._services.push_credentials.get(name)
+        if sid is None:
+            raise MintingError("unknown push credential")
+        return sid

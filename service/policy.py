@@ -1,0 +1,459 @@
+"""May they? Deny-by-default authorization, read from a TOML policy file.
+
+A caller gets the union of every rule it matches. ``decide`` is pure: it returns
+``Allowed(plan)`` or ``Denied(code, reason)`` and never raises for a refusal. An empty
+rule set denies everything.
+
+TTL: each requested capability (video, voice incoming, voice outgoing, chat, sync) is
+capped by the most generous ``max_ttl`` among the matched rules that give it; the
+token is capped by the tightest of those caps, and never above ``[tokens].max_ttl``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import limits
+
+from service.errors import ConfigurationError
+from service.token_request import TokenRequest
+from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
+
+Claims = Mapping[str, object]
+DenialCode = Literal["grant_not_allowed", "room_not_allowed", "invalid_ttl"]
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_LIMIT_KEYS = ("per_identity", "per_client", "per_ip", "global", "auth_failures_per_ip")
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    room: str
+
+
+@dataclass(frozen=True)
+class VoicePlan:
+    incoming: bool
+    outgoing: bool
+    push: str | None
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    push: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What may be minted: already checked against policy."""
+
+    identity: str
+    ttl: int
+    video: VideoPlan | None = None
+    voice: VoicePlan | None = None
+    chat: ChatPlan | None = None
+    sync: bool = False
+
+    @property
+    def grant_names(self) -> tuple[str, ...]:
+        present = (
+            ("video", self.video is not None),
+            ("voice", self.voice is not None),
+            ("chat", self.chat is not None),
+            ("sync", self.sync),
+        )
+        return tuple(name for name, given in present if given)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Denied:
+    code: DenialCode
+    reason: str
+
+
+Decision = Allowed | Denied
+
+
+@dataclass(frozen=True)
+class RoomPattern:
+    """A room pattern: literal text, ``*`` wildcards and ``{identity}``/``{claims.X}``."""
+
+    source: str
+
+    def matches(self, room: str, identity: str, claims: Claims) -> bool:
+        expanded = _expand(self.source, identity, claims)
+        return expanded is not None and _glob_match(expanded, room)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match_claims: Mapping[str, str | int | bool]
+    rooms: tuple[RoomPattern, ...] | None
+    voice_incoming: bool
+    voice_outgoing: bool
+    chat: bool
+    sync: bool
+    max_ttl: int
+
+    def applies_to(self, claims: Claims) -> bool:
+        return all(_claim_matches(claims.get(k), v) for k, v in self.match_claims.items())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Rate-limit budgets as ``limits`` strings; enforced by the limits module."""
+
+    budgets: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    default_ttl: int
+    max_ttl: int
+    identity_claim: str
+    rules: tuple[Rule, ...]
+    limits: Limits
+
+    @property
+    def gives_voice_outgoing(self) -> bool:
+        return any(rule.voice_outgoing for rule in self.rules)
+
+    @property
+    def gives_chat(self) -> bool:
+        return any(rule.chat for rule in self.rules)
+
+    @property
+    def gives_sync(self) -> bool:
+        return any(rule.sync for rule in self.rules)
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        """Read and validate a policy file; raise ``ConfigurationError`` with every problem."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise ConfigurationError([f"policy file {str(path)!r} cannot be read"]) from None
+        return cls.from_toml(text, source=str(path))
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "policy") -> Policy:
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigurationError([f"{source}: not valid TOML ({error})"]) from None
+        parser = _PolicyParser(source)
+        policy = parser.parse(document)
+        if parser.problems:
+            raise ConfigurationError(parser.problems)
+        return policy
+
+    def decide(self, identity: str, claims: Claims, request: TokenRequest) -> Decision:
+        """Decide what ``request`` may get for a verified caller; deny by default."""
+        problem = identity_problem(identity, voice=request.voice is not None)
+        if problem:
+            return Denied("grant_not_allowed", problem)
+        matched = [rule for rule in self.rules if rule.applies_to(claims)]
+        caps: list[int] = []
+
+        video = None
+        if request.video is not None:
+            givers = [rule for rule in matched if rule.rooms is not None]
+            if not givers:
+                return Denied("grant_not_allowed", "no rule gives video")
+            room = request.video.room
+            fitting = [
+                rule
+                for rule in givers
+                if any(p.matches(room, identity, claims) for p in rule.rooms or ())
+            ]
+            if not fitting:
+                return Denied("room_not_allowed", "room matches no allowed pattern")
+            caps.append(max(rule.max_ttl for rule in fitting))
+            video = VideoPlan(room=room)
+
+        voice = None
+        if request.voice is not None:
+            incoming_rules = [rule for rule in matched if rule.voice_incoming]
+            outgoing_rules = [rule for rule in matched if rule.voice_outgoing]
+            if not incoming_rules and not outgoing_rules:
+                return Denied("grant_not_allowed", "no rule gives voice")
+            incoming = request.voice.incoming
+            outgoing = request.voice.outgoing
+            incoming = bool(incoming_rules) if incoming is None else incoming
+            outgoing = bool(outgoing_rules) if outgoing is None else outgoing
+            if incoming and not incoming_rules:
+                return Denied("grant_not_allowed", "no rule gives voice incoming")
+            if outgoing and not outgoing_rules:
+                return Denied("grant_not_allowed", "no rule gives voice outgoing")
+            if not incoming and not outgoing:
+                return Denied("grant_not_allowed", "voice grant would allow nothing")
+            if incoming:
+                caps.append(max(rule.max_ttl for rule in incoming_rules))
+            if outgoing:
+                caps.append(max(rule.max_ttl for rule in outgoing_rules))
+            voice = VoicePlan(incoming=incoming, outgoing=outgoing, push=request.voice.push)
+
+        chat = None
+        if request.chat is not None:
+            givers = [rule for rule in matched if rule.chat]
+            if not givers:
+                return Denied("grant_not_allowed", "no rule gives chat")
+            caps.append(max(rule.max_ttl for rule in givers))
+            chat = ChatPlan(push=request.chat.push)
+
+        if request.sync:
+            givers = [rule for rule in matched if rule.sync]
+            if not givers:
+                return Denied("grant_not_allowed", "no rule gives sync")
+            caps.append(max(rule.max_ttl for rule in givers))
+
+        cap = min([self.max_ttl, *caps])
+        if request.ttl is None:
+            ttl = min(self.default_ttl, cap)
+        elif request.ttl > cap:
+            return Denied("invalid_ttl", f"ttl above the maximum of {cap} s for these grants")
+        else:
+            ttl = request.ttl
+        plan = Plan(identity, ttl, video=video, voice=voice, chat=chat, sync=request.sync)
+        return Allowed(plan)
+
+
+def _claim_matches(actual: object, expected: str | int | bool) -> bool:
+    if isinstance(actual, list):
+        return any(_same_value(item, expected) for item in actual)
+    return _same_value(actual, expected)
+
+
+def _same_value(actual: object, expected: str | int | bool) -> bool:
+    # bool is an int in Python; keep true and 1 apart.
+    return type(actual) is type(expected) and actual == expected
+
+
+def _expand(pattern: str, identity: str, claims: Claims) -> list[str] | None:
+    """Split ``pattern`` at ``*`` after filling placeholders; None when one is unfilled."""
+    segments = [""]
+    position = 0
+    for found in _PLACEHOLDER.finditer(pattern):
+        _append_literal(segments, pattern[position : found.start()])
+        name = found.group(1)
+        value = identity if name == "identity" else claims.get(name.removeprefix("claims."))
+        if not isinstance(value, str) or not value:
+            return None
+        # A filled-in value is literal text: a "*" in a claim must not become a wildcard.
+        segments[-1] += value
+        position = found.end()
+    _append_literal(segments, pattern[position:])
+    return segments
+
+
+def _append_literal(segments: list[str], text: str) -> None:
+    head, *rest = text.split("*")
+    segments[-1] += head
+    segments.extend(rest)
+
+
+def _glob_match(segments: list[str], text: str) -> bool:
+    """Match ``text`` against literal segments joined by wildcards (``*``)."""
+    if len(segments) == 1:
+        return text == segments[0]
+    first, *middle, last = segments
+    if not text.startswith(first) or not text.endswith(last):
+        return False
+    if len(first) + len(last) > len(text):
+        return False
+    position = len(first)
+    end = len(text) - len(last)
+    for segment in middle:
+        found = text.find(segment, position, end)
+        if found < 0:
+            return False
+        position = found + len(segment)
+    return True
+
+
+class _PolicyParser:
+    """Turns a parsed TOML document into a ``Policy``, collecting every problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def problem(self, message: str) -> None:
+        self.problems.append(f"{self.source}: {message}")
+
+    def unknown_keys(self, table: Mapping[str, object], allowed: set[str], where: str) -> None:
+        for key in sorted(set(table) - allowed):
+            self.problem(f"unknown key {key!r} in {where}")
+
+    def table(self, value: object, where: str) -> Mapping[str, object]:
+        if isinstance(value, dict):
+            return value
+        self.problem(f"{where} must be a table")
+        return {}
+
+    def ttl(self, value: object, where: str, default: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(f"{where} must be an integer number of seconds")
+            return default
+        if not MIN_TTL <= value <= TWILIO_MAX_TTL:
+            self.problem(f"{where} must be from {MIN_TTL} to {TWILIO_MAX_TTL} seconds")
+            return default
+        return value
+
+    def flag(self, value: object, where: str) -> bool:
+        if not isinstance(value, bool):
+            self.problem(f"{where} must be true or false")
+            return False
+        return value
+
+    def parse(self, document: Mapping[str, object]) -> Policy:
+        self.unknown_keys(document, {"tokens", "identity", "rules", "limits"}, "the top level")
+        tokens = self.table(document.get("tokens", {}), "[tokens]")
+        self.unknown_keys(tokens, {"default_ttl", "max_ttl"}, "[tokens]")
+        max_ttl = self.ttl(tokens.get("max_ttl", 3600), "[tokens].max_ttl", 3600)
+        default_ttl = self.ttl(tokens.get("default_ttl", 600), "[tokens].default_ttl", 600)
+        if default_ttl > max_ttl:
+            self.problem("[tokens].default_ttl must not exceed max_ttl")
+
+        identity = self.table(document.get("identity", {}), "[identity]")
+        self.unknown_keys(identity, {"claim"}, "[identity]")
+        claim = identity.get("claim", "sub")
+        if not isinstance(claim, str) or not _CLAIM_NAME.fullmatch(claim):
+            self.problem("[identity].claim must be a claim name such as 'sub'")
+            claim = "sub"
+
+        raw_rules = document.get("rules", [])
+        if not isinstance(raw_rules, list):
+            self.problem("rules must be an array of tables ([[rules]])")
+            raw_rules = []
+        rules = tuple(self.rule(raw, index, max_ttl) for index, raw in enumerate(raw_rules))
+        names = [rule.name for rule in rules]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            self.problem(f"rule name {name!r} is used twice")
+
+        return Policy(
+            default_ttl=default_ttl,
+            max_ttl=max_ttl,
+            identity_claim=claim,
+            rules=rules,
+            limits=self.limits(document.get("limits", {})),
+        )
+
+    def rule(self, raw: object, index: int, max_ttl: int) -> Rule:
+        where = f"rules[{index}]"
+        table = self.table(raw, where)
+        allowed = {"name", "match", "video", "voice", "chat", "sync", "max_ttl"}
+        self.unknown_keys(table, allowed, where)
+        name = table.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.problem(f"{where}.name must be a non-empty string")
+            name = f"#{index}"
+        where = f"rule {name!r}"
+
+        match = self.table(table.get("match", {}), f"{where}.match")
+        self.unknown_keys(match, {"claims"}, f"{where}.match")
+        match_claims: dict[str, str | int | bool] = {}
+        for claim, expected in self.table(match.get("claims", {}), f"{where}.match.claims").items():
+            if isinstance(expected, str | int | bool):
+                match_claims[claim] = expected
+            else:
+                self.problem(f"{where}.match.claims.{claim} must be a string, integer or boolean")
+
+        rooms = None
+        if "video" in table:
+            video = self.table(table["video"], f"{where}.video")
+            self.unknown_keys(video, {"rooms"}, f"{where}.video")
+            rooms = self.rooms(video.get("rooms"), f"{where}.video.rooms")
+
+        incoming = outgoing = False
+        if "voice" in table:
+            voice = self.table(table["voice"], f"{where}.voice")
+            self.unknown_keys(voice, {"incoming", "outgoing"}, f"{where}.voice")
+            incoming = self.flag(voice.get("incoming", False), f"{where}.voice.incoming")
+            outgoing = self.flag(voice.get("outgoing", False), f"{where}.voice.outgoing")
+            if not incoming and not outgoing:
+                self.problem(f"{where}.voice must allow incoming, outgoing or both")
+
+        rule_max_ttl = max_ttl
+        if "max_ttl" in table:
+            rule_max_ttl = self.ttl(table["max_ttl"], f"{where}.max_ttl", max_ttl)
+            if rule_max_ttl > max_ttl:
+                self.problem(f"{where}.max_ttl only tightens: it must not exceed [tokens].max_ttl")
+                rule_max_ttl = max_ttl
+        return Rule(
+            name=name,
+            match_claims=match_claims,
+            rooms=rooms,
+            voice_incoming=incoming,
+            voice_outgoing=outgoing,
+            chat=self.flag(table.get("chat", False), f"{where}.chat"),
+            sync=self.flag(table.get("sync", False), f"{where}.sync"),
+            max_ttl=rule_max_ttl,
+        )
+
+    def rooms(self, value: object, where: str) -> tuple[RoomPattern, ...]:
+        if not isinstance(value, list) or not value:
+            self.problem(f"{where} must be a non-empty list of room patterns")
+            return ()
+        patterns = []
+        for pattern in value:
+            problem = _pattern_problem(pattern)
+            if problem:
+                self.problem(f"{where}: {pattern!r} {problem}")
+            else:
+                patterns.append(RoomPattern(str(pattern)))
+        return tuple(patterns)
+
+    def limits(self, value: object) -> Limits:
+        table = self.table(value, "[limits]")
+        self.unknown_keys(table, set(_LIMIT_KEYS), "[limits]")
+        budgets: dict[str, str] = {}
+        for key in _LIMIT_KEYS:
+            if key not in table:
+                continue
+            budget = table[key]
+            if not isinstance(budget, str) or not _valid_budget(budget):
+                self.problem(f"[limits].{key} must look like '10/minute;200/day'")
+                continue
+            budgets[key] = budget
+        return Limits(budgets=budgets)
+
+
+def _valid_budget(budget: str) -> bool:
+    try:
+        return bool(limits.parse_many(budget))
+    except ValueError:
+        return False
+
+
+def _pattern_problem(pattern: object) -> str | None:
+    """Why a room pattern is malformed, or None when it is usable."""
+    if not isinstance(pattern, str) or not pattern:
+        return "must be a non-empty string"
+    if len(pattern) > 256:
+        return "is too long"
+    depth_free = _PLACEHOLDER.sub("", pattern)
+    if "{" in depth_free or "}" in depth_free:
+        return "has an unbalanced or nested brace"
+    for found in _PLACEHOLDER.finditer(pattern):
+        name = found.group(1)
+        if name != "identity" and not (
+            name.startswith("claims.") and _CLAIM_NAME.fullmatch(name.removeprefix("claims."))
+        ):
+            return f"uses unknown placeholder {{{name}}} (use {{identity}} or {{claims.NAME}})"
+    if any(unicodedata.category(c).startswith("C") for c in pattern):
+        return "contains control or invisible characters"
+    return None

@@ -1,0 +1,45 @@
+"""How the broker is served: gunicorn, configured in code, running ``create_app()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Flask:
+        # Each worker builds its app from the environment, as `service:create_app()` would.
+        from service.app import create_app
+
+        return create_app()
+
+
+def run(*, bind: str, workers: int, threads: int) -> None:
+    """Serve until stopped. Settings were validated by the caller before this."""
+    _Gunicorn(
+        {
+            "bind": [bind],
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread" if threads > 1 else "sync",
+            "proc_name": "token-broker",
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            # X-Forwarded-* is honoured only through BROKER_TRUSTED_PROXIES (ProxyFix).
+            "forwarded_allow_ips": "",
+            "graceful_timeout": 10,
+            # One control socket per user would clash between instances on one host.
+            "control_socket_disable": True,
+        }
+    ).run()

@@ -1,0 +1,205 @@
+"""Settings: fail fast, list every problem, never show a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.configuration import load_configuration
+from service.errors import ConfigurationError
+from service.settings import DEV_ISSUER, Settings
+from tests import support
+
+
+def problems_of(environ: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(environ)
+    return list(raised.value.problems)
+
+
+def test_valid_environment(environ: dict[str, str]) -> None:
+    settings = Settings.from_env(environ)
+    assert settings.profile == "production"
+    assert settings.push_credentials == {"apns": support.APNS_SID, "fcm": support.FCM_SID}
+    assert settings.oidc is not None
+    assert settings.oidc.algorithms == ("RS256", "ES256")
+    assert not settings.dev_issuer_enabled
+
+
+def test_secrets_never_in_repr(environ: dict[str, str]) -> None:
+    settings = Settings.from_env({**environ, "BROKER_METRICS_TOKEN": "metrics-token-value-123"})
+    text = repr(settings)
+    assert support.API_KEY_SECRET not in text
+    assert support.AUTH_TOKEN not in text
+    assert "metrics-token-value-123" not in text
+
+
+def test_every_problem_is_listed_at_once(environ: dict[str, str]) -> None:
+    problems = problems_of(
+        {
+            **environ,
+            "TWILIO_API_KEY_SID": support.ACCOUNT_SID,  # an AC SID where an SK belongs
+            "TWILIO_API_KEY_SECRET": "short",
+            "TWILIO_REGION": "mars1",
+            "TWILIO_TWIML_APP_SID": "APxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "OIDC_ALGORITHMS": "RS256,HS256",
+        }
+    )
+    joined = "\n".join(problems)
+    assert "TWILIO_API_KEY_SID must start with SK, not AC" in joined
+    assert "at least 32 characters" in joined
+    assert "TWILIO_REGION" in joined
+    assert "TWILIO_TWIML_APP_SID is a placeholder" in joined
+    assert "'HS256' is not allowed" in joined
+    assert len(problems) == 5
+    assert "short" not in joined  # a secret's value never enters a message
+
+
+def test_auth_token_as_api_key_secret(environ: dict[str, str]) -> None:
+    same = "f" * 32
+    problems = problems_of({**environ, "TWILIO_API_KEY_SECRET": same, "TWILIO_AUTH_TOKEN": same})
+    assert any("Auth Token" in p for p in problems)
+    assert all(same not in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TWILIO_ACCOUNT_SID", "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+        ("TWILIO_API_KEY_SECRET", "your_api_key_secret_from_the_console"),
+        ("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+    ],
+)
+def test_placeholders_are_refused(environ: dict[str, str], name: str, value: str) -> None:
+    assert problems_of({**environ, name: value})
+
+
+@pytest.mark.parametrize(
+    "missing", ["TWILIO_ACCOUNT_SID", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET"]
+)
+def test_required_credentials(environ: dict[str, str], missing: str) -> None:
+    environ.pop(missing)
+    assert any(missing in p for p in problems_of(environ))
+
+
+def test_secret_from_file(environ: dict[str, str], tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("S" * 40 + "\n")
+    environ.pop("TWILIO_API_KEY_SECRET")
+    settings = Settings.from_env({**environ, "TWILIO_API_KEY_SECRET_FILE": str(secret_file)})
+    assert settings.api_key_secret == "S" * 40
+
+
+def test_secret_file_problems(environ: dict[str, str], tmp_path: Path) -> None:
+    both = problems_of({**environ, "TWILIO_API_KEY_SECRET_FILE": str(tmp_path / "x")})
+    assert any("both set" in p for p in both)
+    environ.pop("TWILIO_API_KEY_SECRET")
+    unreadable = problems_of({**environ, "TWILIO_API_KEY_SECRET_FILE": str(tmp_path / "absent")})
+    assert any("cannot be read" in p for p in unreadable)
+
+
+def test_production_requires_an_identity_provider(environ: dict[str, str]) -> None:
+    for name in ("OIDC_ISSUER", "OIDC_AUDIENCE", "OIDC_JWKS_URL"):
+        environ.pop(name)
+    assert any("OIDC_ISSUER is required in production" in p for p in problems_of(environ))
+
+
+def test_production_refuses_the_development_issuer(environ: dict[str, str]) -> None:
+    problems = problems_of({**environ, "OIDC_ISSUER": DEV_ISSUER})
+    assert any("development issuer" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://id.example.test/jwks", True),
+        ("http://127.0.0.1:8080/jwks", True),
+        ("http://localhost/jwks", True),
+        ("http://[::1]:9/jwks", True),
+        ("http://id.example.test/jwks", False),
+        ("http://10.0.0.1/jwks", False),
+        ("ftp://id.example.test/jwks", False),
+    ],
+)
+def test_jwks_url_over_plain_http_only_on_loopback(
+    environ: dict[str, str], url: str, accepted: bool
+) -> None:
+    environ["OIDC_JWKS_URL"] = url
+    if accepted:
+        Settings.from_env(environ)
+    else:
+        assert any("OIDC_JWKS_URL" in p for p in problems_of(environ))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BROKER_PROFILE", "staging"),
+        ("TWILIO_PUSH_CREDENTIALS", "apns"),
+        ("TWILIO_PUSH_CREDENTIALS", f"apns={support.APNS_SID},apns={support.FCM_SID}"),
+        ("TWILIO_PUSH_CREDENTIALS", "apns=CR123"),
+        ("BROKER_TRUSTED_PROXIES", "-1"),
+        ("BROKER_CORS_ORIGINS", "https://app.example.test/path"),
+        ("BROKER_STATE_URL", "postgres://db"),
+        ("BROKER_PUBLIC_URL", "not a url"),
+        ("OIDC_LEEWAY", "120"),
+        ("TWILIO_SYNC_SERVICE_SID", "IS123"),
+    ],
+)
+def test_malformed_values(environ: dict[str, str], name: str, value: str) -> None:
+    assert problems_of({**environ, name: value})
+
+
+def test_dotenv_is_read_only_in_development(environ: dict[str, str], tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("TWILIO_REGION=ie1\n")
+    production = load_configuration(environ, dotenv_file=dotenv)
+    assert production.settings.region is None
+    development = load_configuration({**environ, "BROKER_PROFILE": "dev"}, dotenv_file=dotenv)
+    assert development.settings.region == "ie1"
+    # the process environment wins over .env
+    override = load_configuration(
+        {**environ, "BROKER_PROFILE": "dev", "TWILIO_REGION": "au1"}, dotenv_file=dotenv
+    )
+    assert override.settings.region == "au1"
+
+
+def test_first_run_uses_clearly_fake_credentials(policy_file: Path, tmp_path: Path) -> None:
+    configuration = load_configuration(
+        {"BROKER_PROFILE": "dev", "BROKER_POLICY_FILE": str(policy_file)},
+        dotenv_file=tmp_path / "none",
+    )
+    assert configuration.fake_credentials
+    assert configuration.settings.uses_fake_credentials
+    assert configuration.settings.dev_issuer_enabled
+    assert configuration.settings.oidc is None
+
+
+def test_fake_credentials_are_refused_in_production(policy_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        load_configuration({"BROKER_POLICY_FILE": str(policy_file)}, dotenv_file=tmp_path / "none")
+
+
+def test_policy_and_settings_problems_are_reported_together(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    bad_policy = tmp_path / "bad.toml"
+    bad_policy.write_text("[tokens]\nmax_ttl = 99999\n")
+    environ["BROKER_POLICY_FILE"] = str(bad_policy)
+    environ["TWILIO_REGION"] = "mars1"
+    with pytest.raises(ConfigurationError) as raised:
+        load_configuration(environ, dotenv_file=tmp_path / "none")
+    joined = "\n".join(raised.value.problems)
+    assert "TWILIO_REGION" in joined
+    assert "max_ttl" in joined
+
+
+def test_policy_needs_the_sids_it_grants(environ: dict[str, str], tmp_path: Path) -> None:
+    environ.pop("TWILIO_TWIML_APP_SID")
+    environ.pop("TWILIO_CONVERSATIONS_SERVICE_SID")
+    with pytest.raises(ConfigurationError) as raised:
+        load_configuration(environ, dotenv_file=tmp_path / "none")
+    joined = "\n".join(raised.value.problems)
+    assert "TWILIO_TWIML_APP_SID" in joined
+    assert "TWILIO_CONVERSATIONS_SERVICE_SID" in joined
