@@ -39,6 +39,8 @@ def run(*, bind: str, workers: int, threads: int) -> None:
             # X-Forwarded-* is honoured only through BROKER_TRUSTED_PROXIES (ProxyFix).
             "forwarded_allow_ips": "",
             "graceful_timeout": 10,
+            # Room for an oversized bearer token to reach the app and get its 401 problem+json.
+            "limit_request_field_size": 16384,
             # One control socket per user would clash between instances on one host.
             "control_socket_disable": True,
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 
 #: Twilio refuses an Access Token that lives longer than 24 hours (error 20157).
 TWILIO_MAX_TTL = 86400
@@ -17,11 +16,12 @@ MAX_ROOM_LENGTH = 128
 
 
 def _visible(text: str) -> bool:
-    """No control, format (bidi overrides), separator, private or unassigned characters."""
-    return all(
-        character == " " or not unicodedata.category(character).startswith(("C", "Z"))
-        for character in text
-    )
+    """No control, format (bidi overrides), separator, private or unassigned characters.
+
+    That is exactly ``str.isprintable``: categories C* and Z* are refused, except the
+    ASCII space.
+    """
+    return text.isprintable()
 
 
 def identity_problem(identity: str, *, voice: bool) -> str | None:

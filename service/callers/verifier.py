@@ -100,8 +100,7 @@ class IssuerVerifier:
 
 def unverified_header(token: str) -> dict[str, Any]:
     """The header of a compact JWS, after shape checks; raise ``AuthenticationFailed``."""
-    if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.fullmatch(token):
-        raise AuthenticationFailed("not a compact JWS")
+    _check_shape(token)
     try:
         return jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -110,9 +109,15 @@ def unverified_header(token: str) -> dict[str, Any]:
 
 def unverified_issuer(token: str) -> str | None:
     """The ``iss`` claim, unverified, only to choose which verifier to use."""
+    _check_shape(token)
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise AuthenticationFailed("undecodable payload") from None
     issuer = claims.get("iss")
     return issuer if isinstance(issuer, str) else None
+
+
+def _check_shape(token: str) -> None:
+    if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.fullmatch(token):
+        raise AuthenticationFailed("not a compact JWS")

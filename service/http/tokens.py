@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, json, request
+import json
+
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.http import parse_options_header
 
 from service.errors import UnsupportedMediaType
 from service.http import broker
 from service.issuer import RequestContext
 
 blueprint = Blueprint("tokens", __name__)
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 @blueprint.post("/v1/tokens")
 def create_token() -> Response:
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if request.mimetype != "application/json" or charset != "utf-8":
+    if not _is_json(request.headers.get("Content-Type", "")):
         raise UnsupportedMediaType("content type is not application/json")
     # MAX_CONTENT_LENGTH makes Werkzeug refuse a larger body (413), streamed or not.
     body = request.get_data(cache=False)
@@ -27,6 +30,11 @@ def create_token() -> Response:
         "ttl": token.ttl,
         "grants": list(token.grants),
     }
-    response = Response(json.dumps(payload), mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return Response(json.dumps(payload), mimetype="application/json", headers=_NO_STORE)
+
+
+def _is_json(content_type: str) -> bool:
+    if content_type == "application/json":  # the common case, without parsing
+        return True
+    mimetype, options = parse_options_header(content_type)
+    return mimetype == "application/json" and options.get("charset", "utf-8").lower() == "utf-8"

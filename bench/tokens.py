@@ -1,0 +1,212 @@
+"""Benchmark: POST /v1/tokens against GET /healthz on the same gunicorn server, one run.
+
+The broker runs with the embedded defaults (development profile, fake Twilio
+credentials) plus an OIDC issuer on loopback, so that the caller presents a real RS256
+token verified against a real JWKS endpoint. wrk drives both endpoints in turn; the
+ratio of the two throughputs is what to compare between machines, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUER = "https://bench.example.test/"
+AUDIENCE = "token-broker-bench"
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("bench: wrk is needed (apt-get install wrk)")
+    return found
+
+
+def serve_jwks(document: dict[str, Any]) -> tuple[ThreadingHTTPServer, str]:
+    body = json.dumps(document).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the name http.server dispatches to
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit("bench: the broker exited during start-up")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)  # polling while the server boots, bounded by the deadline
+    sys.exit("bench: the broker did not become healthy")
+
+
+def run_wrk(
+    wrk: str, url: str, seconds: int, connections: int, script: Path | None
+) -> dict[str, float]:
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx or 3xx responses" in output:
+        sys.exit(f"bench: some responses were not 200:\n{output}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]  # wrk always prints it
+    return {
+        "rps": rate,
+        "p50_ms": _latency(output, "50%"),
+        "p99_ms": _latency(output, "99%"),
+    }
+
+
+def _latency(output: str, percentile: str) -> float:
+    found = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output)
+    if found is None:
+        return float("nan")
+    value, unit = float(found.group(1)), found.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    arguments = parser.parse_args()
+    wrk = ensure_wrk()
+    seconds, connections = arguments.seconds, arguments.connections
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwks, jwks_url = serve_jwks({"keys": [{**public_jwk, "kid": "bench", "alg": "RS256"}]})
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 3600}
+    caller = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
+
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        shutil.copy(ROOT / "policy.toml", work / "policy.toml")
+        script = work / "tokens.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.body = \'{"grants": {"video": {"room": "lobby"}}}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {caller}"\n'
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        environment = {
+            "PATH": os.environ.get("PATH", ""),
+            "BROKER_PROFILE": "dev",
+            "OIDC_ISSUER": ISSUER,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_JWKS_URL": jwks_url,
+        }
+        with (work / "server.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "token-broker"),
+                    "serve",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(arguments.workers),
+                    "--threads",
+                    str(arguments.threads),
+                ],
+                env=environment,
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_healthy(url, process)
+            run_wrk(wrk, f"{url}/healthz", 2, connections, None)  # warm-up
+            run_wrk(wrk, f"{url}/v1/tokens", 2, connections, script)
+            rounds = []
+            for _ in range(arguments.rounds):
+                # Alternate the endpoints so that machine noise falls on both alike.
+                healthz = run_wrk(wrk, f"{url}/healthz", seconds, connections, None)
+                tokens = run_wrk(wrk, f"{url}/v1/tokens", seconds, connections, script)
+                rounds.append((healthz, tokens))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
+            jwks.shutdown()
+
+    print(
+        f"workers={arguments.workers} threads={arguments.threads} "
+        f"connections={connections} seconds={seconds} rounds={arguments.rounds}"
+    )
+    print(f"{'round':<7}{'endpoint':<17}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+    ratios = []
+    for number, (healthz, tokens) in enumerate(rounds, start=1):
+        ratio = tokens["rps"] / healthz["rps"]
+        ratios.append(ratio)
+        for name, result, shown in (
+            ("GET /healthz", healthz, ""),
+            ("POST /v1/tokens", tokens, f"{ratio:.2f}"),
+        ):
+            print(
+                f"{number:<7}{name:<17}{result['rps']:>9.0f}{result['p50_ms']:>9.2f}"
+                f"{result['p99_ms']:>9.2f}{shown:>8}"
+            )
+    median_ratio = statistics.median(ratios)
+    worst_p99 = max(tokens["p99_ms"] for _, tokens in rounds)
+    print(f"median ratio tokens/healthz: {median_ratio:.2f} (target >= {TARGET_RATIO})")
+    print(f"worst tokens p99: {worst_p99:.2f} ms (target <= {TARGET_P99_MS} ms)")
+    met = median_ratio >= TARGET_RATIO and worst_p99 <= TARGET_P99_MS
+    print("targets: met" if met else "targets: MISSED")
+
+
+if __name__ == "__main__":
+    main()

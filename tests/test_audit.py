@@ -1,0 +1,75 @@
+"""Audit: exactly one structured record per decision, never a token or credential."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from werkzeug.test import TestResponse
+
+from service.audit import AUDIT_LOGGER
+from service.minting import token_fingerprint
+
+
+def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+
+
+def test_issued_token_is_audited_with_its_fingerprint(
+    post: Callable[..., TestResponse],
+    caller_token: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    response = post({"grants": {"video": {"room": "lobby"}}, "ttl": 120}, caller_token())
+    [record] = audit_records(caplog)
+    token = response.get_json()["token"]
+    assert record["decision"] == "issued"
+    assert record["identity"] == "alice"
+    assert record["grants"] == ["video"]
+    assert record["room"] == "lobby"
+    assert record["ttl"] == 120
+    assert record["token"] == token_fingerprint(token)
+    assert record["request_id"] == response.headers["X-Request-Id"]
+    assert record["client_ip"] == "127.0.0.1"
+    assert token not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "bearer", "decision", "code", "reason"),
+    [
+        (
+            {"grants": {"video": {"room": "lobby"}}},
+            "garbage",
+            "authentication_failed",
+            "invalid_token",
+            "not a compact JWS",
+        ),
+        ({"grants": {"voice": {}}}, None, "denied", "grant_not_allowed", "no rule gives voice"),
+        (
+            {"grants": {"video": {"room": "x"}}},
+            None,
+            "denied",
+            "room_not_allowed",
+            "room matches no allowed pattern",
+        ),
+        ({"grants": {}}, None, "invalid_request", "invalid_request", "grants must be an object"),
+    ],
+)
+def test_refusals_are_audited_with_the_reason(
+    post: Callable[..., TestResponse],
+    caller_token: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    body: dict[str, Any],
+    bearer: str | None,
+    decision: str,
+    code: str,
+    reason: str,
+) -> None:
+    response = post(body, bearer or caller_token())
+    [record] = audit_records(caplog)
+    assert record["decision"] == decision
+    assert record["code"] == code
+    assert reason in record["reason"]
+    assert reason not in response.get_data(as_text=True)  # the reason is for the audit only

@@ -1,0 +1,228 @@
+"""End to end: a real `token-broker serve` (gunicorn) and a real JWKS server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from tests import support
+from tests.conftest import LeakWatch
+
+BROKER = str(Path(sys.executable).parent / "token-broker")
+START_DEADLINE_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited early:\n{log.read_text()}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.05)  # polling interval while the server boots, bounded by the deadline
+    pytest.fail(f"the server did not become healthy in time:\n{log.read_text()}")
+
+
+def start(env: dict[str, str], cwd: Path, *extra: str) -> Server:
+    port = free_port()
+    log = cwd / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [BROKER, "serve", "--bind", f"127.0.0.1:{port}", *extra],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(url, process, log)
+    return Server(url, process, log)
+
+
+def stop(server: Server) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@dataclass
+class Deployment:
+    server: Server
+    jwks: support.JwksServer
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    keys: support.Keys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    directory = tmp_path_factory.mktemp("e2e")
+    policy = directory / "policy.toml"
+    policy.write_text(support.POLICY)
+    with support.serve_jwks(keys.jwks()) as jwks:
+        server = start(support.base_environ(jwks.url, str(policy)), directory)
+        try:
+            yield Deployment(server, jwks)
+        finally:
+            stop(server)
+
+
+def token_request(url: str, body: Any, bearer: str, leaks: LeakWatch) -> requests.Response:
+    leaks.bearers.add(bearer)
+    response = requests.post(
+        f"{url}/v1/tokens",
+        data=json.dumps(body),
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    if response.status_code == 200:
+        leaks.issued.add(response.json()["token"])
+    return response
+
+
+def decoded(token: str) -> dict[str, Any]:
+    return jwt.decode(token, support.API_KEY_SECRET, algorithms=["HS256"])
+
+
+def test_rsa_and_ec_callers_get_exactly_their_policy(
+    deployment: Deployment, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    url = deployment.server.url
+    member = support.sign(support.caller_claims(sub="alice"), keys.rsa_private, "RS256", "rsa-1")
+    response = token_request(
+        url, {"grants": {"video": {"room": "alice-1"}, "chat": {}}}, member, leaks
+    )
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    grants = decoded(response.json()["token"])["grants"]
+    assert grants == {
+        "identity": "alice",
+        "video": {"room": "alice-1"},
+        "chat": {"service_sid": support.CONVERSATIONS_SID},
+    }
+    assert (
+        token_request(url, {"grants": {"voice": {}}}, member, leaks).json()["code"]
+        == "grant_not_allowed"
+    )
+
+    agent = support.sign(
+        support.caller_claims(sub="bob", roles=["agent"]), keys.ec_private, "ES256", "ec-1"
+    )
+    response = token_request(url, {"grants": {"voice": {}}, "ttl": 900}, agent, leaks)
+    assert response.status_code == 200
+    claims = decoded(response.json()["token"])
+    assert claims["grants"]["identity"] == "bob"
+    assert claims["grants"]["voice"]["outgoing"] == {"application_sid": support.TWIML_APP_SID}
+    assert claims["exp"] - claims["nbf"] == 900
+
+
+def test_identity_is_the_verified_claim(
+    deployment: Deployment, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    bearer = support.sign(support.caller_claims(sub="carol"), keys.rsa_private, "RS256", "rsa-1")
+    url = deployment.server.url
+    refused = token_request(url, {"grants": {"sync": {}}, "identity": "admin"}, bearer, leaks)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "unknown_field"
+    issued = token_request(url, {"grants": {"sync": {}}}, bearer, leaks)
+    assert issued.json()["identity"] == "carol"
+
+
+def test_hostile_callers_over_real_http(
+    deployment: Deployment, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    url = deployment.server.url
+    unsigned = (
+        support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1").rsplit(".", 1)[0]
+        + "."
+    )
+    expired = support.sign(
+        support.caller_claims(exp=1_000_000, iat=999_000), keys.rsa_private, "RS256", "rsa-1"
+    )
+    for bearer in (unsigned, expired, "x" * 10_000):
+        response = token_request(url, {"grants": {"sync": {}}}, bearer, leaks)
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_token"
+    fetches = deployment.jwks.fetches
+    for number in range(30):
+        bogus = support.sign(support.caller_claims(), keys.rsa_private, "RS256", f"bogus-{number}")
+        assert token_request(url, {"grants": {"sync": {}}}, bogus, leaks).status_code == 401
+    assert deployment.jwks.fetches - fetches <= 1
+    for method in ("GET", "PUT"):
+        response = requests.request(method, f"{url}/v1/tokens", timeout=5)
+        assert response.status_code == 405
+        assert response.json()["code"] == "method_not_allowed"
+
+
+def test_server_logs_hold_no_secret_or_token(
+    deployment: Deployment, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    bearer = support.sign(support.caller_claims(sub="dave"), keys.rsa_private, "RS256", "rsa-1")
+    token_request(deployment.server.url, {"grants": {"sync": {}}}, bearer, leaks)
+    output = deployment.server.output()
+    assert '"decision": "issued"' in output
+    leaks.check_text(output)
+
+
+def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) -> None:
+    (tmp_path / "policy.toml").write_text(
+        (Path(__file__).parent.parent / "policy.toml").read_text()
+    )
+    server = start({"BROKER_PROFILE": "dev"}, tmp_path)
+    try:
+        banner = server.output()
+        assert "Twilio will reject them until real credentials are in .env" in banner
+        [curl] = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl ")]
+        leaks.bearers.add(shlex.split(curl)[6].removeprefix("Authorization: Bearer "))
+        result = subprocess.run(shlex.split(curl), capture_output=True, check=True, timeout=10)
+        body = json.loads(result.stdout)
+        assert body["identity"] == "alice"
+        leaks.issued.add(body["token"])
+        inspected = subprocess.run(
+            [BROKER, "inspect", body["token"]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PATH": os.environ.get("PATH", ""), "BROKER_PROFILE": "dev"},
+            timeout=30,
+        )
+        assert inspected.returncode == 0, inspected.stdout + inspected.stderr
+        assert "verdict:   valid" in inspected.stdout
+    finally:
+        stop(server)
+    leaks.check_text(server.output().replace(curl, ""))
