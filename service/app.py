@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
+import secrets
+from typing import TextIO
 
 from flask import Flask, Response, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.audit import AuditLog, configure_audit_logging
+from service.audit import AuditLog
 from service.callers import Authenticator, IssuerVerifier
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import oidc_verifier
@@ -21,8 +22,16 @@ from service.minting import Minter, Services, SigningKey
 from service.token_request import MAX_BODY_BYTES
 
 
-def create_app(configuration: Configuration | None = None, *, clock: Clock = system_clock) -> Flask:
-    """Build the broker. Without a configuration, read it from the process environment."""
+def create_app(
+    configuration: Configuration | None = None,
+    *,
+    clock: Clock = system_clock,
+    audit_stream: TextIO | None = None,
+) -> Flask:
+    """Build the broker. Without a configuration, read it from the process environment.
+
+    Audit records go to ``audit_stream``, standard error by default.
+    """
     if configuration is None:
         configuration = load_configuration(os.environ)
     settings = configuration.settings
@@ -58,15 +67,14 @@ def create_app(configuration: Configuration | None = None, *, clock: Clock = sys
         policy=configuration.policy,
         minter=minter,
         push_names=frozenset(settings.push_credentials),
-        audit=AuditLog(),
+        audit=AuditLog(audit_stream),
         clock=clock,
     )
     app.extensions[EXTENSION_KEY] = Broker(settings=settings, issuer=issuer)
-    configure_audit_logging()
 
     @app.before_request
     def assign_request_id() -> None:
-        g.request_id = uuid.uuid4().hex
+        g.request_id = secrets.token_hex(16)
 
     @app.after_request
     def add_request_id(response: Response) -> Response:

@@ -59,7 +59,13 @@ def check_config() -> None:
 @main.command("serve")
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads per worker; above 1 uses gunicorn's gthread worker instead of sync.",
+)
 def serve(bind: str, workers: int, threads: int) -> None:
     """Run the broker under gunicorn (never Flask's development server)."""
     from service.server import run  # gunicorn is imported only by the command that needs it

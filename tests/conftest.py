@@ -7,6 +7,7 @@ secret or a bearer token (nor an issued token outside a 200 token response).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,8 +94,16 @@ def configuration(environ: dict[str, str], tmp_path: Path) -> Configuration:
 
 
 @pytest.fixture
-def app(configuration: Configuration) -> Flask:
-    return create_app(configuration)
+def audit_stream(leaks: LeakWatch) -> Iterator[io.StringIO]:
+    """Where the app writes its audit lines; leak-checked after the test."""
+    stream = io.StringIO()
+    yield stream
+    leaks.check_text(stream.getvalue())
+
+
+@pytest.fixture
+def app(configuration: Configuration, audit_stream: io.StringIO) -> Flask:
+    return create_app(configuration, audit_stream=audit_stream)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -9,21 +10,20 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from service.audit import AUDIT_LOGGER
 from service.minting import token_fingerprint
 
 
-def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+def audit_records(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_issued_token_is_audited_with_its_fingerprint(
     post: Callable[..., TestResponse],
     caller_token: Callable[..., str],
-    caplog: pytest.LogCaptureFixture,
+    audit_stream: io.StringIO,
 ) -> None:
     response = post({"grants": {"video": {"room": "lobby"}}, "ttl": 120}, caller_token())
-    [record] = audit_records(caplog)
+    [record] = audit_records(audit_stream)
     token = response.get_json()["token"]
     assert record["decision"] == "issued"
     assert record["identity"] == "alice"
@@ -33,7 +33,7 @@ def test_issued_token_is_audited_with_its_fingerprint(
     assert record["token"] == token_fingerprint(token)
     assert record["request_id"] == response.headers["X-Request-Id"]
     assert record["client_ip"] == "127.0.0.1"
-    assert token not in caplog.text
+    assert token not in audit_stream.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_issued_token_is_audited_with_its_fingerprint(
 def test_refusals_are_audited_with_the_reason(
     post: Callable[..., TestResponse],
     caller_token: Callable[..., str],
-    caplog: pytest.LogCaptureFixture,
+    audit_stream: io.StringIO,
     body: dict[str, Any],
     bearer: str | None,
     decision: str,
@@ -68,7 +68,7 @@ def test_refusals_are_audited_with_the_reason(
     reason: str,
 ) -> None:
     response = post(body, bearer or caller_token())
-    [record] = audit_records(caplog)
+    [record] = audit_records(audit_stream)
     assert record["decision"] == decision
     assert record["code"] == code
     assert reason in record["reason"]
