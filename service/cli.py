@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -97,7 +98,18 @@ def _dev_banner(configuration: Configuration, bind: str) -> str:
     ]
     if configuration.fake_credentials:
         lines.append(FAKE_CREDENTIALS_NOTICE)
-    lines += ["", "Get a token for the development user 'alice':", "", f"  {curl}", ""]
+    broker = os.path.relpath(Path(sys.executable).parent / "token-broker")
+    lines += [
+        "",
+        "Get a token for the development user 'alice':",
+        "",
+        f"  {curl}",
+        "",
+        "Check the token it returns (signature, expiry, what Twilio would say):",
+        "",
+        f"  BROKER_PROFILE=dev {shlex.quote(broker)} inspect TOKEN",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -184,5 +196,10 @@ def _signing_key_if_configured() -> SigningKey | None:
     try:
         settings: Settings = load_configuration(os.environ).settings
     except ConfigurationError:
+        click.echo(
+            "note:      the settings do not load here, so the signature cannot be checked "
+            "(for tokens from `make run`, set BROKER_PROFILE=dev)",
+            err=True,
+        )
         return None
     return SigningKey(settings.account_sid, settings.api_key_sid, settings.api_key_secret)

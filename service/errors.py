@@ -181,10 +181,6 @@ def problem_response(error: RequestRefused) -> Response:
     return response
 
 
-def _render_refusal(error: RequestRefused) -> Response:
-    return problem_response(error)
-
-
 def _render_http_exception(error: HTTPException) -> Response:
     refusal_class = _WERKZEUG_EQUIVALENTS.get(error.code or 500, RequestRefused)
     headers = {}
@@ -203,6 +199,6 @@ def _render_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Render every error (ours, Werkzeug's, unexpected ones) as problem+json."""
-    app.register_error_handler(RequestRefused, _render_refusal)
+    app.register_error_handler(RequestRefused, problem_response)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)

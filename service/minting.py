@@ -116,7 +116,8 @@ class Minter:
             raise MintingError(problem)
         if not MIN_TTL <= plan.ttl <= TWILIO_MAX_TTL:
             raise MintingError("ttl outside Twilio's limits")
-        if not plan.grant_names:
+        grant_names = plan.grant_names
+        if not grant_names:
             raise MintingError("a token needs at least one grant")
         issued = int(now.timestamp())
         payload = {
@@ -132,7 +133,7 @@ class Minter:
         return IssuedToken(
             jwt=token,
             identity=plan.identity,
-            grants=plan.grant_names,
+            grants=grant_names,
             ttl=plan.ttl,
             issued_at=issued_at,
             expires_at=issued_at + timedelta(seconds=plan.ttl),

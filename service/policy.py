@@ -15,7 +15,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -88,13 +88,38 @@ Decision = Allowed | Denied
 
 @dataclass(frozen=True)
 class RoomPattern:
-    """A room pattern: literal text, ``*`` wildcards and ``{identity}``/``{claims.X}``."""
+    """A room pattern: literal text, ``*`` wildcards and ``{identity}``/``{claims.X}``.
+
+    The source is split once, at load time, into literal runs (already cut at ``*``) and
+    placeholder names; matching a room only fills in the placeholders.
+    """
 
     source: str
+    _pieces: tuple[tuple[str, ...] | str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pieces: list[tuple[str, ...] | str] = []
+        position = 0
+        for found in _PLACEHOLDER.finditer(self.source):
+            pieces.append(tuple(self.source[position : found.start()].split("*")))
+            pieces.append(found.group(1))
+            position = found.end()
+        pieces.append(tuple(self.source[position:].split("*")))
+        object.__setattr__(self, "_pieces", tuple(pieces))
 
     def matches(self, room: str, identity: str, claims: Claims) -> bool:
-        expanded = _expand(self.source, identity, claims)
-        return expanded is not None and _glob_match(expanded, room)
+        segments = [""]
+        for piece in self._pieces:
+            if isinstance(piece, tuple):  # literal text, cut at each "*"
+                segments[-1] += piece[0]
+                segments.extend(piece[1:])
+                continue
+            value = identity if piece == "identity" else claims.get(piece[len("claims.") :])
+            if not isinstance(value, str) or not value:
+                return False
+            # A filled-in value is literal text: a "*" in a claim never becomes a wildcard.
+            segments[-1] += value
+        return _glob_match(segments, room)
 
 
 @dataclass(frozen=True)
@@ -240,29 +265,6 @@ def _claim_matches(actual: object, expected: str | int | bool) -> bool:
 def _same_value(actual: object, expected: str | int | bool) -> bool:
     # bool is an int in Python; keep true and 1 apart.
     return type(actual) is type(expected) and actual == expected
-
-
-def _expand(pattern: str, identity: str, claims: Claims) -> list[str] | None:
-    """Split ``pattern`` at ``*`` after filling placeholders; None when one is unfilled."""
-    segments = [""]
-    position = 0
-    for found in _PLACEHOLDER.finditer(pattern):
-        _append_literal(segments, pattern[position : found.start()])
-        name = found.group(1)
-        value = identity if name == "identity" else claims.get(name.removeprefix("claims."))
-        if not isinstance(value, str) or not value:
-            return None
-        # A filled-in value is literal text: a "*" in a claim must not become a wildcard.
-        segments[-1] += value
-        position = found.end()
-    _append_literal(segments, pattern[position:])
-    return segments
-
-
-def _append_literal(segments: list[str], text: str) -> None:
-    head, *rest = text.split("*")
-    segments[-1] += head
-    segments.extend(rest)
 
 
 def _glob_match(segments: list[str], text: str) -> bool:

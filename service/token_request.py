@@ -6,6 +6,7 @@ where integers belong, unknown fields and SIDs are all refused, never ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
     return result
 
 
+# Clients send a handful of distinct bodies; the result is immutable and depends only on
+# the bytes, so a bounded cache saves the JSON parse on most requests. Refusals (raised)
+# are never cached.
+@functools.lru_cache(maxsize=1024)
 def parse_token_request(body: bytes) -> TokenRequest:
     """Parse and validate a request body; raise an ``InvalidRequest`` subclass if it fails."""
     if len(body) > MAX_BODY_BYTES:

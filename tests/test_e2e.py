@@ -207,6 +207,7 @@ def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) ->
     try:
         banner = server.output()
         assert "Twilio will reject them until real credentials are in .env" in banner
+        assert "BROKER_PROFILE=dev" in banner  # how to inspect the token it returns
         [curl] = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl ")]
         leaks.bearers.add(shlex.split(curl)[6].removeprefix("Authorization: Bearer "))
         result = subprocess.run(shlex.split(curl), capture_output=True, check=True, timeout=10)
