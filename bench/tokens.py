@@ -14,34 +14,26 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the loopback JWKS server and polling helpers of the tests
+
+from tests.support import free_port, serve_jwks, wait_until_healthy  # noqa: E402  # needs ROOT on sys.path
+
 ISSUER = "https://bench.example.test/"
 AUDIENCE = "token-broker-bench"
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def ensure_wrk() -> str:
@@ -54,39 +46,6 @@ def ensure_wrk() -> str:
     if not found:
         sys.exit("bench: wrk is needed (apt-get install wrk)")
     return found
-
-
-def serve_jwks(document: dict[str, Any]) -> tuple[ThreadingHTTPServer, str]:
-    body = json.dumps(document).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # the name http.server dispatches to
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit("bench: the broker exited during start-up")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)  # polling while the server boots, bounded by the deadline
-    sys.exit("bench: the broker did not become healthy")
 
 
 def run_wrk(
@@ -116,8 +75,8 @@ def _latency(output: str, percentile: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
@@ -127,12 +86,12 @@ def main() -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-    jwks, jwks_url = serve_jwks({"keys": [{**public_jwk, "kid": "bench", "alg": "RS256"}]})
+    jwks_document = {"keys": [{**public_jwk, "kid": "bench", "alg": "RS256"}]}
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 3600}
     caller = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
 
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, serve_jwks(jwks_document) as jwks:
         work = Path(directory)
         shutil.copy(ROOT / "policy.toml", work / "policy.toml")
         script = work / "tokens.lua"
@@ -149,7 +108,7 @@ def main() -> None:
             "BROKER_PROFILE": "dev",
             "OIDC_ISSUER": ISSUER,
             "OIDC_AUDIENCE": AUDIENCE,
-            "OIDC_JWKS_URL": jwks_url,
+            "OIDC_JWKS_URL": jwks.url,
         }
         with (work / "server.log").open("wb") as log:
             process = subprocess.Popen(
@@ -169,7 +128,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_healthy(url, process)
+            wait_until_healthy(url, process)
             run_wrk(wrk, f"{url}/healthz", 2, connections, None)  # warm-up
             run_wrk(wrk, f"{url}/v1/tokens", 2, connections, script)
             rounds = []
@@ -181,7 +140,6 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=15)
-            jwks.shutdown()
 
     print(
         f"workers={arguments.workers} threads={arguments.threads} "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,6 +96,35 @@ def serve_jwks(document: dict[str, Any]) -> Iterator[JwksServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerNotHealthy(RuntimeError):
+    """Raised when a started server exits or stays unhealthy past its deadline."""
+
+
+def wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes], deadline_seconds: float = 30.0
+) -> None:
+    """Poll ``url``/healthz until it answers 200; never a fixed sleep."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerNotHealthy("the server exited during start-up")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)  # the polling interval, bounded by the deadline
+    raise ServerNotHealthy("the server did not become healthy in time")
 
 
 def caller_claims(**overrides: Any) -> dict[str, Any]:

@@ -6,10 +6,8 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,6 @@ BROKER = str(Path(sys.executable).parent / "token-broker")
 START_DEADLINE_SECONDS = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
     url: str
@@ -43,21 +34,8 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited early:\n{log.read_text()}")
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.05)  # polling interval while the server boots, bounded by the deadline
-    pytest.fail(f"the server did not become healthy in time:\n{log.read_text()}")
-
-
 def start(env: dict[str, str], cwd: Path, *extra: str) -> Server:
-    port = free_port()
+    port = support.free_port()
     log = cwd / f"server-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -68,7 +46,10 @@ def start(env: dict[str, str], cwd: Path, *extra: str) -> Server:
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, process, log)
+    try:
+        support.wait_until_healthy(url, process, START_DEADLINE_SECONDS)
+    except support.ServerNotHealthy as problem:
+        pytest.fail(f"{problem}:\n{log.read_text()}")
     return Server(url, process, log)
 
 
