@@ -58,7 +58,9 @@ def run_wrk(
     if "Non-2xx or 3xx responses" in output:
         sys.exit(f"bench: some responses were not 200:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]  # wrk always prints it
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]  # wrk always prints it
     return {
+        "requests": requests,
         "rps": rate,
         "p50_ms": _latency(output, "50%"),
         "p99_ms": _latency(output, "99%"),
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     arguments = parser.parse_args()
     wrk = ensure_wrk()
     seconds, connections = arguments.seconds, arguments.connections
@@ -110,27 +112,30 @@ def main() -> None:
             "OIDC_AUDIENCE": AUDIENCE,
             "OIDC_JWKS_URL": jwks.url,
         }
-        with (work / "server.log").open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "token-broker"),
-                    "serve",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    str(arguments.workers),
-                    "--threads",
-                    str(arguments.threads),
-                ],
-                env=environment,
-                cwd=work,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "token-broker"),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(arguments.workers),
+                "--threads",
+                str(arguments.threads),
+            ],
+            env=environment,
+            cwd=work,
+            # A pipe, as under a container runtime or systemd, drained by `cat`.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        log_file = work / "server.log"
+        with log_file.open("wb") as log:
+            drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=log)
         try:
             wait_until_healthy(url, process)
             run_wrk(wrk, f"{url}/healthz", 2, connections, None)  # warm-up
-            run_wrk(wrk, f"{url}/v1/tokens", 2, connections, script)
+            warm_up = run_wrk(wrk, f"{url}/v1/tokens", 2, connections, script)
             rounds = []
             for _ in range(arguments.rounds):
                 # Alternate the endpoints so that machine noise falls on both alike.
@@ -140,6 +145,8 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=15)
+            drain.wait(timeout=15)
+        issued_lines = log_file.read_text(errors="replace").count('"decision": "issued"')
 
     print(
         f"workers={arguments.workers} threads={arguments.threads} "
@@ -158,6 +165,8 @@ def main() -> None:
                 f"{number:<7}{name:<17}{result['rps']:>9.0f}{result['p50_ms']:>9.2f}"
                 f"{result['p99_ms']:>9.2f}{shown:>8}"
             )
+    received = warm_up["requests"] + sum(tokens["requests"] for _, tokens in rounds)
+    print(f"audit lines for issued tokens: {issued_lines} (tokens received by wrk: {received:.0f})")
     median_ratio = statistics.median(ratios)
     worst_p99 = max(tokens["p99_ms"] for _, tokens in rounds)
     print(f"median ratio tokens/healthz: {median_ratio:.2f} (target >= {TARGET_RATIO})")
