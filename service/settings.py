@@ -93,6 +93,8 @@ class Settings:
         api_key_sid = reader.sid("TWILIO_API_KEY_SID", "SK", required=True, production=production)
         api_key_secret = reader.secret("TWILIO_API_KEY_SECRET", required=True)
         auth_token = reader.secret("TWILIO_AUTH_TOKEN", required=False)
+        if production and api_key_secret == fake_twilio_credentials()["TWILIO_API_KEY_SECRET"]:
+            reader.problem("TWILIO_API_KEY_SECRET is the generated development placeholder")
         if api_key_secret and len(api_key_secret) < 32:
             reader.problem("TWILIO_API_KEY_SECRET must be at least 32 characters")
         if api_key_secret and auth_token and hmac.compare_digest(api_key_secret, auth_token):

@@ -11,6 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from tests import support
@@ -314,3 +316,30 @@ def test_unexpected_error_is_a_bare_500(
     response = post(VIDEO, caller_token())
     assert_problem(response, 500, "internal_error")
     assert "secret detail" not in response.get_data(as_text=True)
+
+
+_header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+_segment = st.binary(max_size=120).map(
+    lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(authorization=_header_text)
+def test_any_authorization_header_is_a_clean_401(client: FlaskClient, authorization: str) -> None:
+    response = client.post("/v1/tokens", json=VIDEO, headers={"Authorization": authorization})
+    assert_problem(response, 401, "invalid_token")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(header=_segment, payload=_segment, signature=_segment)
+def test_any_three_part_garbage_is_a_clean_401(
+    client: FlaskClient, header: str, payload: str, signature: str
+) -> None:
+    bearer = f"Bearer {header}.{payload}.{signature}"
+    response = client.post("/v1/tokens", json=VIDEO, headers={"Authorization": bearer})
+    assert_problem(response, 401, "invalid_token")

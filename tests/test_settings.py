@@ -8,7 +8,7 @@ import pytest
 
 from service.configuration import load_configuration
 from service.errors import ConfigurationError
-from service.settings import DEV_ISSUER, Settings
+from service.settings import DEV_ISSUER, Settings, fake_twilio_credentials
 from tests import support
 
 
@@ -203,3 +203,9 @@ def test_policy_needs_the_sids_it_grants(environ: dict[str, str], tmp_path: Path
     joined = "\n".join(raised.value.problems)
     assert "TWILIO_TWIML_APP_SID" in joined
     assert "TWILIO_CONVERSATIONS_SERVICE_SID" in joined
+
+
+def test_the_fake_development_secret_is_refused_in_production(environ: dict[str, str]) -> None:
+    fake_secret = fake_twilio_credentials()["TWILIO_API_KEY_SECRET"]
+    problems = problems_of({**environ, "TWILIO_API_KEY_SECRET": fake_secret})
+    assert any("development placeholder" in p for p in problems)
