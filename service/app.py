@@ -46,20 +46,7 @@ def create_app(
         verifiers.append(oidc_verifier(settings.oidc))
     if settings.dev_issuer_enabled:
         verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
-    minter = Minter(
-        SigningKey(
-            account_sid=settings.account_sid,
-            api_key_sid=settings.api_key_sid,
-            secret=settings.api_key_secret,
-            region=settings.region,
-        ),
-        Services(
-            twiml_app_sid=settings.twiml_app_sid,
-            conversations_service_sid=settings.conversations_service_sid,
-            sync_service_sid=settings.sync_service_sid,
-            push_credentials=settings.push_credentials,
-        ),
-    )
+    minter = Minter(SigningKey.from_settings(settings), Services.from_settings(settings))
     issuer = TokenIssuer(
         authenticator=Authenticator(
             verifiers, identity_claim=configuration.policy.identity_claim, clock=clock

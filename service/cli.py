@@ -18,7 +18,6 @@ from service.configuration import Configuration, load_configuration
 from service.errors import ConfigurationError
 from service.inspection import inspect_token
 from service.minting import SigningKey
-from service.settings import Settings
 
 FAKE_CREDENTIALS_NOTICE = (
     "Twilio credentials: FAKE (generated for a first run). Tokens are well-formed, "
@@ -194,7 +193,7 @@ def _iso(moment: int) -> str:
 
 def _signing_key_if_configured() -> SigningKey | None:
     try:
-        settings: Settings = load_configuration(os.environ).settings
+        settings = load_configuration(os.environ).settings
     except ConfigurationError:
         click.echo(
             "note:      the settings do not load here, so the signature cannot be checked "
@@ -202,4 +201,4 @@ def _signing_key_if_configured() -> SigningKey | None:
             err=True,
         )
         return None
-    return SigningKey(settings.account_sid, settings.api_key_sid, settings.api_key_secret)
+    return SigningKey.from_settings(settings)

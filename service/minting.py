@@ -21,6 +21,7 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
 from service.policy import Plan
+from service.settings import Settings
 from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
 
 ACCESS_TOKEN_CONTENT_TYPE = "twilio-fpa;v=1"
@@ -45,6 +46,12 @@ class SigningKey:
     secret: str = field(repr=False)
     region: str | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningKey:
+        return cls(
+            settings.account_sid, settings.api_key_sid, settings.api_key_secret, settings.region
+        )
+
 
 @dataclass(frozen=True)
 class Services:
@@ -54,6 +61,15 @@ class Services:
     conversations_service_sid: str | None = None
     sync_service_sid: str | None = None
     push_credentials: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        return cls(
+            twiml_app_sid=settings.twiml_app_sid,
+            conversations_service_sid=settings.conversations_service_sid,
+            sync_service_sid=settings.sync_service_sid,
+            push_credentials=settings.push_credentials,
+        )
 
 
 @dataclass(frozen=True)
