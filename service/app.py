@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from typing import TextIO
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.audit import AuditLog
@@ -18,7 +19,10 @@ from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
 from service.http import EXTENSION_KEY, Broker, ops, tokens
 from service.issuer import TokenIssuer
+from service.limits import RateLimiter
+from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
 from service.minting import Minter, Services, SigningKey
+from service.state import CachedControls, open_store
 from service.token_request import MAX_BODY_BYTES
 
 
@@ -47,6 +51,8 @@ def create_app(
     if settings.dev_issuer_enabled:
         verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
     minter = Minter(SigningKey.from_settings(settings), Services.from_settings(settings))
+    store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
+    metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
     issuer = TokenIssuer(
         authenticator=Authenticator(
             verifiers, identity_claim=configuration.policy.identity_claim, clock=clock
@@ -54,18 +60,24 @@ def create_app(
         policy=configuration.policy,
         minter=minter,
         push_names=frozenset(settings.push_credentials),
-        audit=AuditLog(audit_stream),
+        controls=CachedControls(store),
+        limiter=RateLimiter(store.limits_storage(), configuration.policy.limits.budgets),
+        audit=AuditLog(store, audit_stream),
+        metrics=metrics,
         clock=clock,
     )
-    app.extensions[EXTENSION_KEY] = Broker(settings=settings, issuer=issuer)
+    app.extensions[EXTENSION_KEY] = Broker(settings=settings, issuer=issuer, metrics=metrics)
 
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = secrets.token_hex(16)
+        g.started = time.perf_counter()
 
     @app.after_request
     def add_request_id(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(endpoint, time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
     register_error_handlers(app)

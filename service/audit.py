@@ -13,7 +13,20 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Literal, TextIO
 
-Decision = Literal["issued", "denied", "invalid_request", "authentication_failed", "unavailable"]
+from service.state import StateStore
+
+Decision = Literal[
+    "issued",
+    "denied",
+    "invalid_request",
+    "authentication_failed",
+    "unavailable",
+    # operator actions from the command line
+    "revoked",
+    "unrevoked",
+    "paused",
+    "resumed",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,7 @@ class AuditRecord:
     code: str | None = None
     reason: str | None = None
     identity: str | None = None
+    client: str | None = None
     issuer: str | None = None
     credential: str | None = None  # fingerprint of the bearer credential
     grants: tuple[str, ...] = ()
@@ -47,19 +61,22 @@ _FIELD_NAMES = tuple(f.name for f in fields(AuditRecord))
 
 
 class AuditLog:
-    """Writes audit records as JSON lines to a text stream (standard error by default).
+    """Stores each record in the state store, then writes it as a JSON line to a stream.
 
-    A direct, locked write rather than the logging module: this runs once per request
-    and a log record costs several times the write itself.
+    The stored record is the durable trail (``token-broker audit`` reads it) and is
+    written before a token is returned: if it cannot be stored, ``Unavailable`` is
+    raised and no token leaves. The line on standard error is for log collectors.
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, store: StateStore, stream: TextIO | None = None) -> None:
+        self._store = store
         self._stream = stream
         self._lock = threading.Lock()
 
     def record(self, record: AuditRecord) -> None:
-        line = record.to_json() + "\n"
+        line = record.to_json()
+        self._store.append_audit(record.at, line)
         stream = self._stream or sys.stderr  # looked up late: gunicorn may redirect it
         with self._lock:
-            stream.write(line)
+            stream.write(line + "\n")
             stream.flush()

@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
-from datetime import UTC, datetime
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
+from service.audit import AuditRecord, Decision
 from service.callers.dev_issuer import DevIssuer
 from service.clock import system_clock
 from service.configuration import Configuration, load_configuration
-from service.errors import ConfigurationError
+from service.errors import ConfigurationError, Unavailable
 from service.inspection import inspect_token
 from service.minting import SigningKey
+from service.settings import Settings
+from service.state import StateStore, open_store
 
 FAKE_CREDENTIALS_NOTICE = (
     "Twilio credentials: FAKE (generated for a first run). Tokens are well-formed, "
@@ -25,6 +31,10 @@ FAKE_CREDENTIALS_NOTICE = (
 )
 DEFAULT_BIND = "127.0.0.1:8000"
 DEMO_REQUEST = {"grants": {"video": {"room": "lobby"}}}
+#: prometheus_client's own variable; service.metrics names it too, but importing that
+#: module would import prometheus_client before serve sets it.
+PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+T = TypeVar("T")
 
 
 def _fail(problems: tuple[str, ...] | list[str], exit_code: int = 2) -> NoReturn:
@@ -68,12 +78,47 @@ def check_config() -> None:
 )
 def serve(bind: str, workers: int, threads: int) -> None:
     """Run the broker under gunicorn (never Flask's development server)."""
-    from service.server import run  # gunicorn is imported only by the command that needs it
-
     configuration = _configuration()
+    store = _store(configuration.settings)
+    if store.in_process_limits and workers > 1:
+        _fail(
+            [
+                "with SQLite state the rate limits live in one process: run one worker "
+                "(use --threads for concurrency) or set BROKER_STATE_URL=redis://..."
+            ]
+        )
     if configuration.settings.profile == "dev":
         click.echo(_dev_banner(configuration, bind), err=True)
-    run(bind=bind, workers=workers, threads=threads)
+    # prometheus_client reads this variable when first imported: set it before the import.
+    metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")
+    os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = metrics_directory
+    from service.server import run  # imports the app, gunicorn and prometheus_client
+
+    try:
+        run(bind=bind, workers=workers, threads=threads, metrics_directory=metrics_directory)
+    finally:
+        shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def _store(settings: Settings) -> StateStore:
+    try:
+        store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
+        store.ping()
+    except ConfigurationError as error:
+        _fail(error.problems)
+    except Unavailable:
+        _fail(["the state store (BROKER_STATE_URL) cannot be reached"], exit_code=3)
+    return store
+
+
+def _operator_record(store: StateStore, record: AuditRecord) -> None:
+    store.append_audit(record.at, record.to_json())
+
+
+def _subject(identity: str | None, client: str | None) -> str:
+    if (identity is None) == (client is None):
+        raise click.UsageError("name exactly one of --identity or --client")
+    return f"identity:{identity}" if identity is not None else f"client:{client}"
 
 
 def _dev_banner(configuration: Configuration, bind: str) -> str:
@@ -185,6 +230,131 @@ def inspect(token: str, as_json: bool) -> None:
             click.echo(f"twilio would refuse it: {finding}")
         click.echo("verdict:   valid" if report.valid else "verdict:   NOT valid")
     sys.exit(0 if report.valid else 1)
+
+
+@main.command("pause")
+@click.option("--reason", required=True, help="Why; shown in /readyz, the audit trail and logs.")
+def pause(reason: str) -> None:
+    """Refuse all issuance (503 issuance_paused) on every worker and instance."""
+    store = _store(_configuration().settings)
+    now = system_clock()
+    _guarded(lambda: store.pause(reason, now))
+    _guarded(lambda: _operator_record(store, _operator("paused", now, reason=reason)))
+    click.echo(f"issuance paused: {reason}")
+
+
+@main.command("resume")
+def resume() -> None:
+    """End a pause."""
+    store = _store(_configuration().settings)
+    now = system_clock()
+    _guarded(store.resume)
+    _guarded(lambda: _operator_record(store, _operator("resumed", now)))
+    click.echo("issuance resumed")
+
+
+@main.command("revoke")
+@click.option("--identity", help="A Twilio identity (the verified claim of a caller).")
+@click.option("--client", help="An app: the azp/client_id of its callers' tokens.")
+def revoke(identity: str | None, client: str | None) -> None:
+    """Refuse new tokens to sessions issued before now (403 revoked)."""
+    subject = _subject(identity, client)
+    store = _store(_configuration().settings)
+    now = system_clock()
+    _guarded(lambda: store.revoke(subject, now))
+    record = _operator("revoked", now, identity=identity, client=client)
+    _guarded(lambda: _operator_record(store, record))
+    click.echo(f"revoked {subject} for sessions issued before {_iso(int(now.timestamp()))}")
+
+
+@main.command("unrevoke")
+@click.option("--identity")
+@click.option("--client")
+def unrevoke(identity: str | None, client: str | None) -> None:
+    """Lift a revocation."""
+    subject = _subject(identity, client)
+    store = _store(_configuration().settings)
+    now = system_clock()
+    found = _guarded(lambda: store.unrevoke(subject))
+    record = _operator("unrevoked", now, identity=identity, client=client)
+    _guarded(lambda: _operator_record(store, record))
+    click.echo(f"unrevoked {subject}" if found else f"{subject} was not revoked")
+
+
+@main.command("audit")
+@click.option("--identity", help="Only records for this identity.")
+@click.option("--decision", help="Only this decision: issued, denied, authentication_failed...")
+@click.option("--since", "since_text", help="Only the last 30m, 1h, 7d...")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON record a line.")
+def audit(
+    identity: str | None, decision: str | None, since_text: str | None, limit: int, as_json: bool
+) -> None:
+    """Show the durable audit trail, oldest first."""
+    since = system_clock() - _duration(since_text) if since_text else None
+    store = _store(_configuration().settings)
+    # Filters are applied after reading, so read generously and cut to --limit at the end.
+    lines = _guarded(
+        lambda: store.audit_lines(since, limit if not (identity or decision) else 100_000)
+    )
+    records = [json.loads(line) for line in lines]
+    records = [
+        r
+        for r in records
+        if (identity is None or r.get("identity") == identity)
+        and (decision is None or r.get("decision") == decision)
+    ][-limit:]
+    for record in records:
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            click.echo(_audit_line(record))
+
+
+def _audit_line(record: dict[str, Any]) -> str:
+    parts = [record.get("at", "?"), record.get("decision", "?")]
+    for name in ("identity", "client", "code", "reason", "room", "ttl", "request_id", "client_ip"):
+        if name in record:
+            parts.append(f"{name}={record[name]}")
+    if record.get("grants"):
+        parts.append("grants=" + ",".join(record["grants"]))
+    return " ".join(str(part) for part in parts)
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise click.BadParameter(
+            "use a number and s, m, h or d, such as 30m or 7d", param_hint="--since"
+        )
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def _operator(
+    decision: Decision,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    identity: str | None = None,
+    client: str | None = None,
+) -> AuditRecord:
+    return AuditRecord(
+        decision=decision,
+        request_id="cli",
+        client_ip="",
+        at=at,
+        reason=reason,
+        identity=identity,
+        client=client,
+    )
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except Unavailable:
+        _fail(["the state store (BROKER_STATE_URL) cannot be reached"], exit_code=3)
 
 
 def _iso(moment: int) -> str:

@@ -116,6 +116,13 @@ class RoomNotAllowed(Forbidden):
     detail = "The requested room is not allowed for this caller."
 
 
+class Revoked(Forbidden):
+    """Raised when the caller's session was issued before a revocation of it."""
+
+    code = "revoked"
+    detail = "This session has been revoked; sign in again."
+
+
 class NotFound(RequestRefused):
     """Raised for an unknown path."""
 
@@ -146,6 +153,25 @@ class UnsupportedMediaType(RequestRefused):
     status = 415
     code = "unsupported_media_type"
     detail = "The body must be application/json."
+
+
+class RateLimited(RequestRefused):
+    """Raised when a budget is spent; ``Retry-After`` says when to come back."""
+
+    status = 429
+    code = "rate_limited"
+    detail = "Too many requests; retry later."
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        super().__init__(reason, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class IssuancePaused(RequestRefused):
+    """Raised while an operator has paused all issuance (the kill switch)."""
+
+    status = 503
+    code = "issuance_paused"
+    detail = "Token issuance is paused by the operator."
 
 
 class Unavailable(RequestRefused):

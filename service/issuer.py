@@ -1,7 +1,9 @@
 """The use case: one token request, from raw body and bearer credential to a token.
 
-parse -> authenticate -> policy -> mint -> audit. Every outcome, issued or refused, is
-audited exactly once; a refusal is raised as a ``RequestRefused`` for the HTTP layer.
+parse -> authenticate -> state (paused? revoked?) -> policy -> limits -> mint -> audit.
+Every outcome, issued or refused, is audited exactly once and counted in the metrics; a
+refusal is raised as a ``RequestRefused`` for the HTTP layer. A token is returned only
+after its audit record is stored.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from service.errors import (
     GrantNotAllowed,
     InvalidRequest,
     InvalidTtl,
+    IssuancePaused,
     RequestRefused,
+    Revoked,
     RoomNotAllowed,
     Unavailable,
     UnknownField,
 )
+from service.limits import RateLimiter
+from service.metrics import Metrics
 from service.minting import IssuedToken, Minter, token_fingerprint
 from service.policy import Allowed, DenialCode, Policy
+from service.state import CachedControls, Pause
 from service.token_request import TokenRequest, parse_token_request
 
 _DENIALS: Mapping[DenialCode, type[RequestRefused]] = {
@@ -49,14 +56,20 @@ class TokenIssuer:
         policy: Policy,
         minter: Minter,
         push_names: frozenset[str],
+        controls: CachedControls,
+        limiter: RateLimiter,
         audit: AuditLog,
+        metrics: Metrics,
         clock: Clock,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
         self._minter = minter
         self._push_names = push_names
+        self._controls = controls
+        self._limiter = limiter
         self._audit = audit
+        self._metrics = metrics
         self._clock = clock
 
     def issue(self, authorization: str | None, body: bytes, context: RequestContext) -> IssuedToken:
@@ -65,13 +78,23 @@ class TokenIssuer:
         caller: Caller | None = None
         try:
             request = parse_token_request(body)
-            caller = self._authenticator.authenticate(authorization)
+            caller = self._authenticate(authorization, context.client_ip)
+            self._check_controls(caller)
             self._check_request_for(caller, request)
             decision = self._policy.decide(caller.identity, caller.claims, request)
             if not isinstance(decision, Allowed):
                 raise _DENIALS[decision.code](decision.reason)
-            token = self._minter.mint(decision.plan, self._clock())
+            plan = decision.plan
+            outgoing = plan.voice is not None and plan.voice.outgoing
+            self._limiter.spend(
+                identity=plan.identity,
+                client=caller.client,
+                client_ip=context.client_ip,
+                cost=self._policy.limits.voice_outgoing_cost if outgoing else 1,
+            )
+            token = self._minter.mint(plan, self._clock())
         except RequestRefused as refusal:
+            self._metrics.refused(refusal.code, refusal.reason)
             self._audit.record(
                 self._record(context, _decision_of(refusal), refusal, request, caller)
             )
@@ -83,6 +106,7 @@ class TokenIssuer:
                 client_ip=context.client_ip,
                 at=token.issued_at,
                 identity=token.identity,
+                client=caller.client,
                 issuer=caller.issuer,
                 credential=caller.credential_fingerprint,
                 grants=token.grants,
@@ -91,11 +115,43 @@ class TokenIssuer:
                 token=token_fingerprint(token.jwt),
             )
         )
+        self._metrics.issued(token.grants)
         return token
 
     def readiness(self) -> dict[str, bool]:
         """Named checks for /readyz: can this instance issue tokens right now?"""
-        return {"signing_key": self._minter.can_sign()}
+        try:
+            self._controls.current()
+            state = True
+        except Unavailable:
+            state = False
+        return {"signing_key": self._minter.can_sign(), "state": state}
+
+    def pause(self) -> Pause | None:
+        """The operator's pause, if any (for /readyz and the metrics); None if unknown."""
+        try:
+            pause = self._controls.current().pause
+        except Unavailable:
+            return None
+        self._metrics.set_paused(pause is not None)
+        return pause
+
+    def _authenticate(self, authorization: str | None, client_ip: str) -> Caller:
+        self._limiter.check_authentication_budget(client_ip)
+        try:
+            return self._authenticator.authenticate(authorization)
+        except AuthenticationFailed:
+            self._limiter.record_authentication_failure(client_ip)
+            raise
+
+    def _check_controls(self, caller: Caller) -> None:
+        controls = self._controls.current()
+        self._metrics.set_paused(controls.pause is not None)
+        if controls.pause is not None:
+            raise IssuancePaused(f"paused: {controls.pause.reason}")
+        revoked_at = controls.revoked_at(caller.identity, caller.client)
+        if revoked_at is not None and caller.issued_at <= revoked_at:
+            raise Revoked("session issued before its revocation")
 
     def _check_request_for(self, caller: Caller, request: TokenRequest) -> None:
         if request.identity is not None:
@@ -121,6 +177,7 @@ class TokenIssuer:
             code=refusal.code,
             reason=refusal.reason,
             identity=caller.identity if caller else None,
+            client=caller.client if caller else None,
             issuer=caller.issuer if caller else None,
             credential=caller.credential_fingerprint if caller else None,
             grants=request.grant_names if request else (),

@@ -139,9 +139,14 @@ class Rule:
 
 @dataclass(frozen=True)
 class Limits:
-    """Rate-limit budgets as ``limits`` strings; enforced by the limits module."""
+    """Rate-limit budgets as ``limits`` strings; enforced by the limits module.
+
+    ``voice_outgoing_cost`` is what one token with outgoing Voice spends of each budget
+    (it can place calls, the costly kind of token); every other token spends 1.
+    """
 
     budgets: Mapping[str, str]
+    voice_outgoing_cost: int = 1
 
 
 @dataclass(frozen=True)
@@ -421,7 +426,11 @@ class _PolicyParser:
 
     def limits(self, value: object) -> Limits:
         table = self.table(value, "[limits]")
-        self.unknown_keys(table, set(_LIMIT_KEYS), "[limits]")
+        self.unknown_keys(table, {*_LIMIT_KEYS, "voice_outgoing_cost"}, "[limits]")
+        cost = table.get("voice_outgoing_cost", 1)
+        if isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= 1000:
+            self.problem("[limits].voice_outgoing_cost must be an integer from 1 to 1000")
+            cost = 1
         budgets: dict[str, str] = {}
         for key in _LIMIT_KEYS:
             if key not in table:
@@ -431,7 +440,7 @@ class _PolicyParser:
                 self.problem(f"[limits].{key} must look like '10/minute;200/day'")
                 continue
             budgets[key] = budget
-        return Limits(budgets=budgets)
+        return Limits(budgets=budgets, voice_outgoing_cost=cost)
 
 
 def _valid_budget(budget: str) -> bool:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from service.app import create_app
+from service.metrics import mark_worker_dead
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: Mapping[str, Any]) -> None:
         self._options = options
         super().__init__()
 
@@ -24,10 +26,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
         return create_app()
 
 
-def run(*, bind: str, workers: int, threads: int) -> None:
-    """Serve until stopped. Settings were validated by the caller before this."""
+def run(*, bind: str, workers: int, threads: int, metrics_directory: str) -> None:
+    """Serve until stopped. Settings were validated by the caller before this.
+
+    ``metrics_directory`` must already be in the environment as PROMETHEUS_MULTIPROC_DIR,
+    set before prometheus_client was first imported.
+    """
+
+    def child_exit(server: object, worker: Any) -> None:
+        mark_worker_dead(worker.pid, metrics_directory)
+
     _Gunicorn(
         {
+            "child_exit": child_exit,
             "bind": [bind],
             "workers": workers,
             "threads": threads,

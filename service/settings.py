@@ -26,6 +26,9 @@ Profile = Literal["production", "dev"]
 DEV_ISSUER = "urn:token-broker:dev-issuer"
 DEV_AUDIENCE = "token-broker-dev"
 
+STATE_SCHEMES = frozenset(
+    {"sqlite", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster"}
+)
 REGIONS = frozenset({"us1", "us2", "ie1", "de1", "au1", "jp1", "sg1", "br1"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -71,6 +74,7 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     public_url: str | None = None
     dev_dir: Path = Path("var/dev")
+    audit_retention_days: int = 30
 
     @property
     def dev_issuer_enabled(self) -> bool:
@@ -131,6 +135,9 @@ class Settings:
             metrics_token=reader.secret("BROKER_METRICS_TOKEN", required=False) or None,
             public_url=reader.url("BROKER_PUBLIC_URL"),
             dev_dir=Path(reader.text("BROKER_DEV_DIR") or "var/dev"),
+            audit_retention_days=reader.integer(
+                "BROKER_AUDIT_RETENTION_DAYS", default=30, low=1, high=3650
+            ),
         )
         if reader.problems:
             raise ConfigurationError(reader.problems)
@@ -319,7 +326,7 @@ class _Reader:
 
     def state_url(self, name: str) -> str:
         value = self.text(name) or "sqlite:///var/broker.sqlite3"
-        if urlsplit(value).scheme not in ("sqlite", "redis", "rediss", "redis+sentinel"):
+        if urlsplit(value).scheme not in STATE_SCHEMES:
             self.problem(f"{name} must be a sqlite:/// or redis:// URL")
         return value
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -63,6 +66,30 @@ def _no_leaks_in_logs(caplog: pytest.LogCaptureFixture, leaks: LeakWatch) -> Ite
 
 
 @pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.RedisServer]:
+    """A redis-server of the tests' own; under CI a missing binary fails, never skips."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed; CI must install it")
+        pytest.skip("redis-server is not installed")
+    server = support.RedisServer(support.free_port(), str(tmp_path_factory.mktemp("redis")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: support.RedisServer) -> str:
+    """An empty Redis database for one test."""
+    if redis_server.process is None:  # a test stopped it: start it again
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
 def keys() -> support.Keys:
     return support.make_keys()
 
@@ -85,6 +112,7 @@ def environ(jwks: support.JwksServer, policy_file: Path, tmp_path: Path) -> dict
     return {
         **support.base_environ(jwks.url, str(policy_file)),
         "BROKER_DEV_DIR": str(tmp_path / "dev"),
+        "BROKER_STATE_URL": f"sqlite:///{tmp_path}/state.sqlite3",
     }
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -12,9 +16,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -188,5 +194,99 @@ voice = { incoming = true, outgoing = true }
 max_ttl = 900
 
 [limits]
-per_identity = "10/minute;200/day"
+per_identity = "1000/minute;20000/day"
 """
+
+
+@dataclass
+class RedisServer:
+    """A real redis-server on a free loopback port, owned by the tests."""
+
+    port: int
+    directory: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise ServerNotHealthy("redis-server is not installed")
+        self.process = subprocess.Popen(
+            [
+                executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)  # the polling interval, bounded by the deadline
+        raise ServerNotHealthy("redis-server did not answer PING in time")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+BROKER = str(Path(sys.executable).parent / "token-broker")
+START_DEADLINE_SECONDS = 30.0
+
+
+@dataclass
+class BrokerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_broker(env: dict[str, str], cwd: Path, *extra: str) -> BrokerProcess:
+    port = free_port()
+    log = cwd / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [BROKER, "serve", "--bind", f"127.0.0.1:{port}", *extra],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for kill -9 of master and workers
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process, START_DEADLINE_SECONDS)
+    except ServerNotHealthy as problem:
+        pytest.fail(f"{problem}:\n{log.read_text()}")
+    return BrokerProcess(url, process, log)
+
+
+def stop_broker(server: BrokerProcess) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,51 +18,10 @@ import requests
 from tests import support
 from tests.conftest import LeakWatch
 
-BROKER = str(Path(sys.executable).parent / "token-broker")
-START_DEADLINE_SECONDS = 30.0
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start(env: dict[str, str], cwd: Path, *extra: str) -> Server:
-    port = support.free_port()
-    log = cwd / f"server-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [BROKER, "serve", "--bind", f"127.0.0.1:{port}", *extra],
-            env={"PATH": os.environ.get("PATH", ""), **env},
-            cwd=cwd,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        support.wait_until_healthy(url, process, START_DEADLINE_SECONDS)
-    except support.ServerNotHealthy as problem:
-        pytest.fail(f"{problem}:\n{log.read_text()}")
-    return Server(url, process, log)
-
-
-def stop(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-
 
 @dataclass
 class Deployment:
-    server: Server
+    server: support.BrokerProcess
     jwks: support.JwksServer
 
 
@@ -76,11 +33,11 @@ def deployment(
     policy = directory / "policy.toml"
     policy.write_text(support.POLICY)
     with support.serve_jwks(keys.jwks()) as jwks:
-        server = start(support.base_environ(jwks.url, str(policy)), directory)
+        server = support.start_broker(support.base_environ(jwks.url, str(policy)), directory)
         try:
             yield Deployment(server, jwks)
         finally:
-            stop(server)
+            support.stop_broker(server)
 
 
 def token_request(url: str, body: Any, bearer: str, leaks: LeakWatch) -> requests.Response:
@@ -184,7 +141,7 @@ def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) ->
     (tmp_path / "policy.toml").write_text(
         (Path(__file__).parent.parent / "policy.toml").read_text()
     )
-    server = start({"BROKER_PROFILE": "dev"}, tmp_path)
+    server = support.start_broker({"BROKER_PROFILE": "dev"}, tmp_path)
     try:
         banner = server.output()
         assert "Twilio will reject them until real credentials are in .env" in banner
@@ -196,7 +153,7 @@ def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) ->
         assert body["identity"] == "alice"
         leaks.issued.add(body["token"])
         inspected = subprocess.run(
-            [BROKER, "inspect", body["token"]],
+            [support.BROKER, "inspect", body["token"]],
             capture_output=True,
             text=True,
             cwd=tmp_path,
@@ -206,5 +163,5 @@ def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) ->
         assert inspected.returncode == 0, inspected.stdout + inspected.stderr
         assert "verdict:   valid" in inspected.stdout
     finally:
-        stop(server)
+        support.stop_broker(server)
     leaks.check_text(server.output().replace(curl, ""))

@@ -31,7 +31,9 @@ def test_healthz(client: FlaskClient) -> None:
 def test_readyz_names_its_checks(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json()["checks"] == {"settings": "ok", "policy": "ok", "signing_key": "ok"}
+    body = response.get_json()
+    assert body["checks"] == {"settings": "ok", "policy": "ok", "signing_key": "ok", "state": "ok"}
+    assert body["paused"] is None
 
 
 def test_readyz_fails_without_a_signing_key(

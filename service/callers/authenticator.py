@@ -31,8 +31,12 @@ class Caller:
     claims: Mapping[str, Any]
     kind: CallerKind
     issuer: str
+    #: when the caller's session credential was issued (``iat``): revocations compare it
+    issued_at: int
     expires_at: int
     credential_fingerprint: str
+    #: the app (OAuth client) the session belongs to: ``azp`` or ``client_id``, if any
+    client: str | None = None
 
 
 def credential_fingerprint(credential: str) -> str:
@@ -83,13 +87,16 @@ class Authenticator:
         identity = verified.claims.get(self._identity_claim)
         if not isinstance(identity, str) or not identity:
             raise AuthenticationFailed(f"identity claim {self._identity_claim!r} missing")
+        client = verified.claims.get("azp", verified.claims.get("client_id"))
         caller = Caller(
             identity=Identity(identity),
             claims=verified.claims,
             kind="app_user",
             issuer=verifier.issuer,
+            issued_at=verified.issued_at,
             expires_at=verified.expires_at,
             credential_fingerprint=digest[:16],
+            client=client if isinstance(client, str) and client else None,
         )
         with self._lock:
             self._cache[digest] = caller

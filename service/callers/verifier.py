@@ -36,6 +36,7 @@ class KeySource(Protocol):
 @dataclass(frozen=True)
 class VerifiedToken:
     claims: Mapping[str, Any]
+    issued_at: int
     expires_at: int
 
 
@@ -92,10 +93,12 @@ class IssuerVerifier:
             )
         except jwt.PyJWTError as error:
             raise AuthenticationFailed(type(error).__name__) from None
-        exp = claims["exp"]
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise AuthenticationFailed("exp is not a number")
-        return VerifiedToken(claims=claims, expires_at=int(exp))
+        # PyJWT has checked that both are numbers, but lets a boolean pass as one.
+        if isinstance(claims["iat"], bool) or isinstance(claims["exp"], bool):
+            raise AuthenticationFailed("iat or exp is a boolean")
+        return VerifiedToken(
+            claims=claims, issued_at=int(claims["iat"]), expires_at=int(claims["exp"])
+        )
 
 
 def unverified_header(token: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from service.issuer import TokenIssuer
+from service.metrics import Metrics
 from service.settings import Settings
 
 EXTENSION_KEY = "token_broker"
@@ -18,6 +19,7 @@ class Broker:
 
     settings: Settings
     issuer: TokenIssuer
+    metrics: Metrics
 
 
 def broker(app: Flask) -> Broker:

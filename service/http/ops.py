@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, json
+import hmac
 
+from flask import Blueprint, Response, current_app, json, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.errors import AuthenticationFailed
 from service.http import broker
 from service.http.openapi import OPENAPI_DOCUMENT
 
@@ -19,11 +23,33 @@ def healthz() -> Response:
 @blueprint.get("/readyz")
 def readyz() -> Response:
     # Settings and policy were validated by create_app, or there would be no app.
-    results = {"settings": True, "policy": True, **broker(current_app).issuer.readiness()}
+    issuer = broker(current_app).issuer
+    results = {"settings": True, "policy": True, **issuer.readiness()}
     ready = all(results.values())
     checks = {name: "ok" if passed else "failed" for name, passed in results.items()}
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    pause = issuer.pause()
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    # Paused is not "not ready": the instance is healthy and answers issuance_paused.
+    body["paused"] = (
+        {"reason": pause.reason, "since": pause.since.isoformat().replace("+00:00", "Z")}
+        if pause
+        else None
+    )
     return Response(json.dumps(body), status=200 if ready else 503, mimetype="application/json")
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    found = broker(current_app)
+    expected = found.settings.metrics_token
+    if expected is not None:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), expected.encode()
+        ):
+            raise AuthenticationFailed("metrics token missing or wrong")
+    found.issuer.pause()  # refreshes the paused gauge even when no token is asked for
+    return Response(found.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @blueprint.get("/openapi.json")

@@ -1,0 +1,104 @@
+"""Within budget? Rate limits per identity, client, client address and fleet-wide.
+
+Built on the ``limits`` library with its moving-window strategy: no rolling window of
+a budget's length ever admits more than the budget (a fixed window would let twice
+through across a boundary). Every budget is tested before any is spent, so a request
+that a budget refuses moves no counter (unless a concurrent request spent the last unit
+in between; the spend itself is atomic per budget and refuses then, so concurrent
+requests never get past a budget together). A failed authentication spends the separate
+``auth_failures_per_ip`` budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import limits
+from limits.errors import StorageError
+from limits.storage import Storage
+from limits.strategies import MovingWindowRateLimiter
+
+from service.errors import RateLimited, Unavailable
+
+AUTH_FAILURES = "auth_failures_per_ip"
+_SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
+
+
+@dataclass(frozen=True)
+class _Budget:
+    name: str
+    items: tuple[limits.RateLimitItem, ...]
+
+
+class RateLimiter:
+    """Spends budgets read from the policy's ``[limits]``; a missing budget is unlimited."""
+
+    def __init__(self, storage: Storage, budgets: Mapping[str, str]) -> None:
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._budgets = {
+            name: _Budget(name, tuple(limits.parse_many(text))) for name, text in budgets.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(budgets={sorted(self._budgets)!r})"
+
+    def check_authentication_budget(self, client_ip: str) -> None:
+        """Refuse an address whose failed authentications spent their budget."""
+        self._test([(self._budgets.get(AUTH_FAILURES), ("ip", client_ip))], cost=1)
+
+    def record_authentication_failure(self, client_ip: str) -> None:
+        budget = self._budgets.get(AUTH_FAILURES)
+        if budget is not None:
+            self._hit(budget, ("ip", client_ip), cost=1)
+
+    def spend(self, *, identity: str, client: str | None, client_ip: str, cost: int) -> None:
+        """Spend ``cost`` of every budget this request falls under, or raise ``RateLimited``."""
+        keys = {
+            "per_identity": ("identity", identity),
+            "per_client": ("client", client) if client else None,
+            "per_ip": ("ip", client_ip),
+            "global": ("global", "all"),
+        }
+        spending = [
+            (self._budgets.get(name), key)
+            for name in _SPENDING_BUDGETS
+            if (key := keys[name]) is not None
+        ]
+        self._test(spending, cost=cost)
+        for budget, key in spending:
+            if budget is not None:
+                self._hit(budget, key, cost=cost)
+
+    def _test(self, spending: list[tuple[_Budget | None, tuple[str, str]]], cost: int) -> None:
+        for budget, key in spending:
+            if budget is None:
+                continue
+            for item in budget.items:
+                if not self._guard(self._limiter.test, item, key, cost):
+                    raise RateLimited(
+                        f"{budget.name} spent", retry_after=self._retry_after(item, key)
+                    )
+
+    def _hit(self, budget: _Budget, key: tuple[str, str], cost: int) -> None:
+        for item in budget.items:
+            if not self._guard(self._limiter.hit, item, key, cost):
+                raise RateLimited(f"{budget.name} spent", retry_after=self._retry_after(item, key))
+
+    @staticmethod
+    def _guard(
+        operation: Callable[..., bool], item: limits.RateLimitItem, key: tuple[str, str], cost: int
+    ) -> bool:
+        try:
+            return operation(item, *key, cost=cost)
+        except StorageError:
+            raise Unavailable("rate-limit storage cannot be reached") from None
+
+    def _retry_after(self, item: limits.RateLimitItem, key: tuple[str, str]) -> int:
+        try:
+            stats = self._limiter.get_window_stats(item, *key)
+        except StorageError:
+            raise Unavailable("rate-limit storage cannot be reached") from None
+        return max(1, math.ceil(stats.reset_time - time.time()))

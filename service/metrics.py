@@ -1,0 +1,98 @@
+"""How is it going? Prometheus metrics, correct across gunicorn worker processes.
+
+Under ``token-broker serve`` every worker writes its values to files in the directory
+named by ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, which reads
+that variable when it is imported) and ``/metrics`` adds them up; an app built in a
+single process (tests) keeps its own registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Metrics:
+    """The broker's metrics, registered in a registry of its own."""
+
+    def __init__(self, multiprocess_directory: str | None = None) -> None:
+        self._multiprocess_directory = multiprocess_directory
+        self.registry = CollectorRegistry()
+        self._tokens = Counter(
+            "token_broker_tokens_issued",
+            "Tokens issued, by grant (a token with two grants counts once under each).",
+            ["grant"],
+            registry=self.registry,
+        )
+        self._tokens_total = Counter(
+            "token_broker_tokens", "Tokens issued.", registry=self.registry
+        )
+        self._refusals = Counter(
+            "token_broker_refusals",
+            "Refused token requests, by problem code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self._rate_limited = Counter(
+            "token_broker_rate_limit_hits",
+            "Requests refused by a rate-limit budget.",
+            ["budget"],
+            registry=self.registry,
+        )
+        self._authentication_failures = Counter(
+            "token_broker_authentication_failures",
+            "Failed caller authentications.",
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "token_broker_request_seconds",
+            "Request latency, by endpoint.",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self._paused = Gauge(
+            "token_broker_paused",
+            "1 while issuance is paused by the operator.",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+
+    def issued(self, grants: tuple[str, ...]) -> None:
+        self._tokens_total.inc()
+        for grant in grants:
+            self._tokens.labels(grant).inc()
+
+    def refused(self, code: str, reason: str) -> None:
+        self._refusals.labels(code).inc()
+        if code == "invalid_token":
+            self._authentication_failures.inc()
+        elif code == "rate_limited":
+            self._rate_limited.labels(reason.removesuffix(" spent")).inc()
+
+    def observe(self, endpoint: str, seconds: float) -> None:
+        self._latency.labels(endpoint).observe(seconds)
+
+    def set_paused(self, paused: bool) -> None:
+        self._paused.set(1 if paused else 0)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: all workers' values in multiprocess mode."""
+        if self._multiprocess_directory:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self._multiprocess_directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def mark_worker_dead(pid: int, multiprocess_directory: str) -> None:
+    """Drop a dead worker's live gauges (gunicorn's ``child_exit`` hook)."""
+    multiprocess.mark_process_dead(pid, path=multiprocess_directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
