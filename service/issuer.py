@@ -137,6 +137,9 @@ class TokenIssuer:
         return pause
 
     def _authenticate(self, authorization: str | None, client_ip: str) -> Caller:
+        cached = self._authenticator.cached(authorization)
+        if cached is not None:
+            return cached  # verified before: the failure budget guards only new credentials
         self._limiter.check_authentication_budget(client_ip)
         try:
             return self._authenticator.authenticate(authorization)

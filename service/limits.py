@@ -2,11 +2,13 @@
 
 Built on the ``limits`` library with its moving-window strategy: no rolling window of
 a budget's length ever admits more than the budget (a fixed window would let twice
-through across a boundary). Every budget is tested before any is spent, so a request
-that a budget refuses moves no counter (unless a concurrent request spent the last unit
-in between; the spend itself is atomic per budget and refuses then, so concurrent
-requests never get past a budget together). A failed authentication spends the separate
-``auth_failures_per_ip`` budget.
+through across a boundary). Each spend is one atomic test-and-spend of one budget (one
+round trip with Redis), so concurrent requests never get past a budget together.
+Budgets are spent narrowest first (identity, client, address, global): a request
+refused by the first budget moves no counter; one refused by a wider budget has already
+spent the narrower ones, a deliberate trade of one round trip per budget for a test
+before each spend. A failed authentication spends the separate
+``auth_failures_per_ip`` budget, checked before verifying credentials not seen before.
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ class RateLimiter:
 
     def check_authentication_budget(self, client_ip: str) -> None:
         """Refuse an address whose failed authentications spent their budget."""
-        self._test([(self._budgets.get(AUTH_FAILURES), ("ip", client_ip))], cost=1)
+        budget = self._budgets.get(AUTH_FAILURES)
+        key = ("ip", client_ip)
+        for item in budget.items if budget else ():
+            if not self._guard(self._limiter.test, item, key, 1):
+                raise RateLimited(
+                    f"{AUTH_FAILURES} spent", retry_after=self._retry_after(item, key)
+                )
 
     def record_authentication_failure(self, client_ip: str) -> None:
         budget = self._budgets.get(AUTH_FAILURES)
@@ -67,20 +75,9 @@ class RateLimiter:
             for name in _SPENDING_BUDGETS
             if (key := keys[name]) is not None
         ]
-        self._test(spending, cost=cost)
         for budget, key in spending:
             if budget is not None:
                 self._hit(budget, key, cost=cost)
-
-    def _test(self, spending: list[tuple[_Budget | None, tuple[str, str]]], cost: int) -> None:
-        for budget, key in spending:
-            if budget is None:
-                continue
-            for item in budget.items:
-                if not self._guard(self._limiter.test, item, key, cost):
-                    raise RateLimited(
-                        f"{budget.name} spent", retry_after=self._retry_after(item, key)
-                    )
 
     def _hit(self, budget: _Budget, key: tuple[str, str], cost: int) -> None:
         for item in budget.items:

@@ -69,15 +69,25 @@ class Authenticator:
     def __repr__(self) -> str:
         return f"Authenticator(issuers={sorted(self._verifiers)!r})"
 
+    def cached(self, authorization: str | None) -> Caller | None:
+        """The caller of a credential verified before and not yet expired, else None."""
+        try:
+            credential = bearer_credential(authorization)
+        except AuthenticationFailed:
+            return None
+        with self._lock:
+            found = self._cache.get(credential_fingerprint(credential))
+        if found is not None and epoch_seconds(self._clock()) < found.expires_at:
+            return found
+        return None
+
     def authenticate(self, authorization: str | None) -> Caller:
         """Verify the bearer credential; raise ``AuthenticationFailed`` on any failure."""
+        cached = self.cached(authorization)
+        if cached is not None:
+            return cached
         credential = bearer_credential(authorization)
         digest = credential_fingerprint(credential)
-        now = epoch_seconds(self._clock())
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and now < cached.expires_at:
-            return cached
 
         issuer = unverified_issuer(credential)
         verifier = self._verifiers.get(issuer) if issuer is not None else None

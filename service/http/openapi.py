@@ -92,10 +92,24 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "operationId": "readyz",
-                "summary": "Readiness: settings valid, signing key loaded.",
+                "summary": "Readiness: settings valid, signing key loaded, state store answers; "
+                "also shows an operator pause.",
                 "responses": {
                     "200": _ops_response("Ready; every check is ok."),
                     "503": _ops_response("Not ready; the failed check is named."),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of every worker; bearer BROKER_METRICS_TOKEN if set.",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _problem_response(401),
                 },
             }
         },

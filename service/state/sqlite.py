@@ -6,9 +6,11 @@ so the server runs a single worker process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, reco
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 PRUNE_EVERY = 1000
+CHECKPOINT_SECONDS = 1.0
 
 
 def sqlite_path(url: str) -> Path:
@@ -44,6 +47,8 @@ class SqliteStore:
         self.path = path
         self._retention = timedelta(days=audit_retention_days)
         self._local = threading.local()
+        self._checkpointer_lock = threading.Lock()
+        self._checkpointer_pid: int | None = None
         self._appends = 0
         self._limits = MemoryStorage()
         try:
@@ -70,8 +75,11 @@ class SqliteStore:
         if getattr(self._local, "pid", None) != os.getpid():
             opened = sqlite3.connect(self.path, timeout=5, isolation_level=None)
             opened.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash
+            # Checkpoints (which fsync) run in a background thread, not in a request.
+            opened.execute("PRAGMA wal_autocheckpoint=0")
             self._local.connection = opened
             self._local.pid = os.getpid()
+            self._start_checkpointer()
         connection: sqlite3.Connection = self._local.connection
         return connection
 
@@ -134,6 +142,22 @@ class SqliteStore:
 
     def limits_storage(self) -> Storage:
         return self._limits
+
+    def _start_checkpointer(self) -> None:
+        with self._checkpointer_lock:
+            if self._checkpointer_pid == os.getpid():
+                return
+            self._checkpointer_pid = os.getpid()
+        threading.Thread(
+            target=self._checkpoint_forever, name="sqlite-checkpoint", daemon=True
+        ).start()
+
+    def _checkpoint_forever(self) -> None:
+        connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        while True:
+            time.sleep(CHECKPOINT_SECONDS)  # a background cadence, not a wait in a request
+            with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - self._retention
