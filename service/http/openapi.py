@@ -103,7 +103,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "summary": "Prometheus metrics of every worker; bearer BROKER_METRICS_TOKEN if set.",
+                "summary": "Prometheus metrics of all workers; bearer BROKER_METRICS_TOKEN if set.",
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format.",
