@@ -17,10 +17,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import limits
 from limits.errors import StorageError
-from limits.storage import Storage
+from limits.storage import MovingWindowSupport, StorageTypes
 from limits.strategies import MovingWindowRateLimiter
 
 from service.errors import RateLimited, Unavailable
@@ -38,8 +39,9 @@ class _Budget:
 class RateLimiter:
     """Spends budgets read from the policy's ``[limits]``; a missing budget is unlimited."""
 
-    def __init__(self, storage: Storage, budgets: Mapping[str, str]) -> None:
-        self._limiter = MovingWindowRateLimiter(storage)
+    def __init__(self, storage: MovingWindowSupport, budgets: Mapping[str, str]) -> None:
+        # limits types its strategies by storage class; the moving window needs only this.
+        self._limiter = MovingWindowRateLimiter(cast(StorageTypes, storage))
         self._budgets = {
             name: _Budget(name, tuple(limits.parse_many(text))) for name, text in budgets.items()
         }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from limits.storage import Storage
+from limits.storage import MovingWindowSupport
 
 from service.errors import ConfigurationError
 
@@ -69,7 +69,7 @@ class StateStore(Protocol):
 
     def ping(self) -> None: ...
 
-    def limits_storage(self) -> Storage: ...
+    def limits_storage(self) -> MovingWindowSupport: ...
 
 
 class CachedControls:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from limits.storage import Storage, storage_from_string
+from limits.storage import MovingWindowSupport, Storage, storage_from_string
 
 from service.errors import ConfigurationError, Unavailable
 from service.state import Controls, Pause
@@ -27,7 +27,7 @@ TIMEOUT_SECONDS = 0.5
 class RedisStore:
     in_process_limits = False
 
-    def __init__(self, storage: Storage, *, audit_retention_days: int) -> None:
+    def __init__(self, storage: MovingWindowSupport, *, audit_retention_days: int) -> None:
         self._storage = storage
         self._client: Any = storage.get_connection()  # type: ignore[attr-defined]  # every limits Redis storage has it
         self._retention = timedelta(days=audit_retention_days)
@@ -43,7 +43,8 @@ class RedisStore:
             socket_timeout=TIMEOUT_SECONDS,
             socket_connect_timeout=TIMEOUT_SECONDS,
         )
-        if not isinstance(storage, Storage):  # an async storage: not for a sync server
+        if not isinstance(storage, Storage) or not isinstance(storage, MovingWindowSupport):
+            # an async storage, or one without moving windows: not for this server
             raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])
         return cls(storage, audit_retention_days=audit_retention_days)
 
@@ -95,5 +96,5 @@ class RedisStore:
     def ping(self) -> None:
         self._call("ping")
 
-    def limits_storage(self) -> Storage:
+    def limits_storage(self) -> MovingWindowSupport:
         return self._storage

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from limits.storage import MemoryStorage, Storage
+from limits.storage import MovingWindowSupport
 
 from service.errors import ConfigurationError, Unavailable
 from service.state import Controls, Pause
+from service.state.local_windows import LocalWindows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS controls (
@@ -50,7 +51,7 @@ class SqliteStore:
         self._checkpointer_lock = threading.Lock()
         self._checkpointer_pid: int | None = None
         self._appends = 0
-        self._limits = MemoryStorage()
+        self._limits = LocalWindows()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with sqlite3.connect(path) as connection:
@@ -140,7 +141,7 @@ class SqliteStore:
     def ping(self) -> None:
         self._execute("SELECT 1")
 
-    def limits_storage(self) -> Storage:
+    def limits_storage(self) -> MovingWindowSupport:
         return self._limits
 
     def _start_checkpointer(self) -> None:
