@@ -17,7 +17,7 @@ from service.callers.oidc import oidc_verifier
 from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
-from service.http import EXTENSION_KEY, Broker, ops, tokens
+from service.http import EXTENSION_KEY, Broker, ops, tokens, transport
 from service.issuer import TokenIssuer
 from service.limits import RateLimiter
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
@@ -80,6 +80,7 @@ def create_app(
         metrics.observe(endpoint, time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
+    transport.init_app(app, settings)
     register_error_handlers(app)
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(ops.blueprint)

@@ -76,8 +76,16 @@ def check_config() -> None:
     type=click.IntRange(1, 64),
     help="Threads per worker; above 1 uses gunicorn's gthread worker instead of sync.",
 )
-def serve(bind: str, workers: int, threads: int) -> None:
+@click.option(
+    "--certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM); needs --keyfile.",
+)
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
+def serve(bind: str, workers: int, threads: int, certfile: str | None, keyfile: str | None) -> None:
     """Run the broker under gunicorn (never Flask's development server)."""
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together")
     configuration = _configuration()
     store = _store(configuration.settings)
     if store.in_process_limits and workers > 1:
@@ -95,7 +103,13 @@ def serve(bind: str, workers: int, threads: int) -> None:
     from service.server import run  # imports the app, gunicorn and prometheus_client
 
     try:
-        run(bind=bind, workers=workers, threads=threads, metrics_directory=metrics_directory)
+        run(
+            bind=bind,
+            workers=workers,
+            threads=threads,
+            metrics_directory=metrics_directory,
+            tls=(certfile, keyfile) if certfile and keyfile else None,
+        )
     finally:
         shutil.rmtree(metrics_directory, ignore_errors=True)
 

@@ -116,6 +116,13 @@ class RoomNotAllowed(Forbidden):
     detail = "The requested room is not allowed for this caller."
 
 
+class HttpsRequired(Forbidden):
+    """Raised in production for a token request that did not arrive over HTTPS."""
+
+    code = "https_required"
+    detail = "Tokens are issued only over HTTPS."
+
+
 class Revoked(Forbidden):
     """Raised when the caller's session was issued before a revocation of it."""
 

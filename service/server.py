@@ -26,7 +26,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
         return create_app()
 
 
-def run(*, bind: str, workers: int, threads: int, metrics_directory: str) -> None:
+def run(
+    *,
+    bind: str,
+    workers: int,
+    threads: int,
+    metrics_directory: str,
+    tls: tuple[str, str] | None = None,
+) -> None:
     """Serve until stopped. Settings were validated by the caller before this.
 
     ``metrics_directory`` must already be in the environment as PROMETHEUS_MULTIPROC_DIR,
@@ -36,8 +43,12 @@ def run(*, bind: str, workers: int, threads: int, metrics_directory: str) -> Non
     def child_exit(server: object, worker: Any) -> None:
         mark_worker_dead(worker.pid, metrics_directory)
 
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options["certfile"], options["keyfile"] = tls
     _Gunicorn(
         {
+            **options,
             "child_exit": child_exit,
             "bind": [bind],
             "workers": workers,

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -117,7 +118,10 @@ class ServerNotHealthy(RuntimeError):
 
 
 def wait_until_healthy(
-    url: str, process: subprocess.Popen[bytes], deadline_seconds: float = 30.0
+    url: str,
+    process: subprocess.Popen[bytes],
+    deadline_seconds: float = 30.0,
+    context: ssl.SSLContext | None = None,
 ) -> None:
     """Poll ``url``/healthz until it answers 200; never a fixed sleep."""
     deadline = time.monotonic() + deadline_seconds
@@ -125,7 +129,7 @@ def wait_until_healthy(
         if process.poll() is not None:
             raise ServerNotHealthy("the server exited during start-up")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -263,7 +267,10 @@ class BrokerProcess:
         return self.log.read_text(errors="replace")
 
 
-def start_broker(env: dict[str, str], cwd: Path, *extra: str) -> BrokerProcess:
+def start_broker(
+    env: dict[str, str], cwd: Path, *extra: str, context: ssl.SSLContext | None = None
+) -> BrokerProcess:
+    """Start ``token-broker serve``; with ``context``, it serves HTTPS (give --certfile)."""
     port = free_port()
     log = cwd / f"server-{port}.log"
     with log.open("wb") as sink:
@@ -275,9 +282,9 @@ def start_broker(env: dict[str, str], cwd: Path, *extra: str) -> BrokerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, for kill -9 of master and workers
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if context else 'http'}://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, process, START_DEADLINE_SECONDS)
+        wait_until_healthy(url, process, START_DEADLINE_SECONDS, context)
     except ServerNotHealthy as problem:
         pytest.fail(f"{problem}:\n{log.read_text()}")
     return BrokerProcess(url, process, log)

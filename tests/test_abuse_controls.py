@@ -69,8 +69,13 @@ def post_from(
     headers = {"Authorization": f"Bearer {bearer}"}
     if forwarded is not None:
         headers["X-Forwarded-For"] = forwarded
+    # As if over TLS at the server: these callers are not on loopback.
     response = client.post(
-        "/v1/tokens", json=VIDEO, headers=headers, environ_base={"REMOTE_ADDR": remote}
+        "/v1/tokens",
+        json=VIDEO,
+        headers=headers,
+        environ_base={"REMOTE_ADDR": remote},
+        base_url="https://broker.example.test",
     )
     leaks.check_response(response)
     return response.status_code

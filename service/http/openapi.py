@@ -10,7 +10,7 @@ from service.twilio_rules import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
 ERROR_CODES = {
     400: ["invalid_json", "invalid_request", "unknown_field", "invalid_ttl", "invalid_room"],
     401: ["invalid_token"],
-    403: ["grant_not_allowed", "room_not_allowed", "revoked"],
+    403: ["grant_not_allowed", "room_not_allowed", "revoked", "https_required"],
     404: ["not_found"],
     405: ["method_not_allowed"],
     413: ["payload_too_large"],

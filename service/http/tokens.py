@@ -9,6 +9,7 @@ from werkzeug.http import parse_options_header
 
 from service.errors import UnsupportedMediaType
 from service.http import broker
+from service.http.transport import require_https
 from service.issuer import RequestContext
 
 blueprint = Blueprint("tokens", __name__)
@@ -17,12 +18,14 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 @blueprint.post("/v1/tokens")
 def create_token() -> Response:
+    found = broker(current_app)
+    require_https(found.settings, request)
     if not _is_json(request.headers.get("Content-Type", "")):
         raise UnsupportedMediaType("content type is not application/json")
     # MAX_CONTENT_LENGTH makes Werkzeug refuse a larger body (413), streamed or not.
     body = request.get_data(cache=False)
     context = RequestContext(request_id=g.request_id, client_ip=request.remote_addr or "")
-    token = broker(current_app).issuer.issue(request.headers.get("Authorization"), body, context)
+    token = found.issuer.issue(request.headers.get("Authorization"), body, context)
     payload = {
         "token": token.jwt,
         "identity": token.identity,

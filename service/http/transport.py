@@ -1,0 +1,81 @@
+"""How may a network or a browser reach us? HTTPS for tokens, CORS, security headers.
+
+- Production issues tokens only over HTTPS: TLS at gunicorn, or a trusted proxy that
+  says so (``X-Forwarded-Proto`` within ``BROKER_TRUSTED_PROXIES`` hops), or a caller on
+  loopback (a proxy or sidecar on the same host).
+- CORS only for the exact origins in ``BROKER_CORS_ORIGINS``: the origin is echoed with
+  ``Vary: Origin``; a preflight may ask for ``POST`` with ``Authorization`` and
+  ``Content-Type`` only. Any other origin, or ``null``, gets no CORS header at all.
+- Every response carries headers that keep browsers from sniffing, framing or leaking.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from flask import Flask, Request, Response, request
+
+from service.errors import HttpsRequired
+from service.settings import Settings
+
+TOKENS_PATH = "/v1/tokens"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+HSTS = "max-age=63072000"
+PREFLIGHT_HEADERS = frozenset({"authorization", "content-type"})
+PREFLIGHT_MAX_AGE = "600"
+
+
+def require_https(settings: Settings, incoming: Request) -> None:
+    """Refuse a production token request that came over plain HTTP from afar."""
+    if settings.profile != "production" or incoming.is_secure:
+        return
+    if not _is_loopback(incoming.remote_addr):
+        raise HttpsRequired("plain HTTP from a non-loopback address")
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Attach the CORS preflight answer and the response headers to ``app``."""
+    origins = frozenset(settings.cors_origins)
+
+    @app.before_request
+    def answer_preflight() -> Response | None:
+        if request.method != "OPTIONS" or request.path != TOKENS_PATH:
+            return None
+        response = Response(status=204)
+        origin = request.headers.get("Origin", "")
+        asked_method = request.headers.get("Access-Control-Request-Method", "")
+        asked_headers = {
+            name.strip().lower()
+            for name in request.headers.get("Access-Control-Request-Headers", "").split(",")
+            if name.strip()
+        }
+        if origin in origins and asked_method == "POST" and asked_headers <= PREFLIGHT_HEADERS:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "POST"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        return response
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = HSTS
+        if origins and request.path == TOKENS_PATH:
+            response.vary.add("Origin")
+            origin = request.headers.get("Origin", "")
+            if origin in origins and request.method == "POST":
+                response.headers["Access-Control-Allow-Origin"] = origin
+        return response
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
