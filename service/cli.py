@@ -8,8 +8,10 @@ import shlex
 import shutil
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -67,7 +69,13 @@ def check_config() -> None:
 
 
 @main.command("serve")
-@click.option("--bind", default=DEFAULT_BIND, show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    envvar="BROKER_BIND",
+    help="HOST:PORT to listen on (or BROKER_BIND).",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--threads",
@@ -133,6 +141,22 @@ def _subject(identity: str | None, client: str | None) -> str:
     if (identity is None) == (client is None):
         raise click.UsageError("name exactly one of --identity or --client")
     return f"identity:{identity}" if identity is not None else f"client:{client}"
+
+
+@main.command("healthcheck")
+@click.option("--bind", default=DEFAULT_BIND, envvar="BROKER_BIND", help="As given to serve.")
+def healthcheck(bind: str) -> None:
+    """Exit 0 when the local server answers /healthz (the container's HEALTHCHECK)."""
+    host, _, port = bind.rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host.strip("[]")  # noqa: S104  # a bind-all address, not a bind
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            healthy = response.status == HTTPStatus.OK
+    except OSError:
+        healthy = False
+    click.echo("healthy" if healthy else "unhealthy")
+    sys.exit(0 if healthy else 1)
 
 
 def _dev_banner(configuration: Configuration, bind: str) -> str:
