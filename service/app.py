@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.audit import AuditLog
 from service.callers import Authenticator, IssuerVerifier
+from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import oidc_verifier
 from service.clock import Clock, system_clock
@@ -55,7 +56,12 @@ def create_app(
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
     issuer = TokenIssuer(
         authenticator=Authenticator(
-            verifiers, identity_claim=configuration.policy.identity_claim, clock=clock
+            verifiers,
+            identity_claim=configuration.policy.identity_claim,
+            clock=clock,
+            client_keys=ClientKeyFile(settings.client_keys_file)
+            if settings.client_keys_file
+            else None,
         ),
         policy=configuration.policy,
         minter=minter,

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from service.audit import AuditRecord, Decision
+from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.clock import system_clock
 from service.configuration import Configuration, load_configuration
@@ -268,6 +269,54 @@ def inspect(token: str, as_json: bool) -> None:
             click.echo(f"twilio would refuse it: {finding}")
         click.echo("verdict:   valid" if report.valid else "verdict:   NOT valid")
     sys.exit(0 if report.valid else 1)
+
+
+@main.group("client-key")
+def client_key() -> None:
+    """Keys for server-to-server callers (your backend), never for mobile or web apps."""
+
+
+def _client_key_file() -> ClientKeyFile:
+    path = _configuration().settings.client_keys_file
+    if path is None:
+        _fail(["set BROKER_CLIENT_KEYS_FILE to the file that keeps client keys"])
+    try:
+        return ClientKeyFile(path)
+    except ConfigurationError as error:
+        _fail(error.problems)
+
+
+@client_key.command("create")
+@click.argument("name")
+def client_key_create(name: str) -> None:
+    """Create a key for client NAME and print it: the only time it is shown."""
+    keys = _client_key_file()
+    try:
+        key = keys.create(name, system_clock())
+    except ConfigurationError as error:
+        _fail(error.problems)
+    click.echo(key)
+    click.echo(
+        f"stored only as a digest in {keys.path}; give it to the {name!r} backend now", err=True
+    )
+
+
+@client_key.command("list")
+def client_key_list() -> None:
+    """List the keys: id, client, when created, revoked or not (never the key)."""
+    for key in _client_key_file().entries():
+        state = "revoked" if key.revoked else "active"
+        click.echo(f"{key.id}  {key.client}  {_iso(int(key.created))}  {state}")
+
+
+@client_key.command("revoke")
+@click.argument("id_or_client")
+def client_key_revoke(id_or_client: str) -> None:
+    """Revoke one key by id, or every key of a client by its name."""
+    count = _client_key_file().revoke(id_or_client)
+    if not count:
+        _fail([f"no active key has the id or client {id_or_client!r}"], exit_code=1)
+    click.echo(f"revoked {count} key(s)")
 
 
 @main.command("pause")

@@ -79,9 +79,15 @@ class TokenIssuer:
         try:
             request = parse_token_request(body)
             caller = self._authenticate(authorization, context.client_ip)
+            caller = self._resolve_identity(caller, request)
             self._check_controls(caller)
-            self._check_request_for(caller, request)
-            decision = self._policy.decide(caller.identity, caller.claims, request)
+            self._check_push_names(request)
+            decision = self._policy.decide(
+                caller.identity,
+                caller.claims,
+                request,
+                client_key=caller.client if caller.kind == "client" else None,
+            )
             if not isinstance(decision, Allowed):
                 raise _DENIALS[decision.code](decision.reason)
             plan = decision.plan
@@ -156,10 +162,18 @@ class TokenIssuer:
         if revoked_at is not None and caller.issued_at <= revoked_at:
             raise Revoked("session issued before its revocation")
 
-    def _check_request_for(self, caller: Caller, request: TokenRequest) -> None:
+    @staticmethod
+    def _resolve_identity(caller: Caller, request: TokenRequest) -> Caller:
+        """App users never name an identity; a client-key caller always does."""
+        if caller.kind == "client":
+            if request.identity is None:
+                raise InvalidRequest("a client-key caller must name the identity it acts for")
+            return caller.acting_as(request.identity)
         if request.identity is not None:
-            # Only server-to-server callers may name an identity; app users never may.
-            raise UnknownField(f"identity named by a {caller.kind} caller")
+            raise UnknownField("identity named by an app user")
+        return caller
+
+    def _check_push_names(self, request: TokenRequest) -> None:
         for name in request.push_names:
             if name not in self._push_names:
                 raise InvalidRequest("push names no configured push credential")

@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import limits
 
@@ -133,7 +133,17 @@ class Rule:
     sync: bool
     max_ttl: int
 
-    def applies_to(self, claims: Claims) -> bool:
+    #: server-to-server clients (client-key names) this rule is for; empty: app users only
+    match_clients: tuple[str, ...] = ()
+    #: the identities those clients may act for (``*`` wildcards)
+    match_identities: tuple[str, ...] = ()
+
+    def applies_to(self, claims: Claims, identity: str, client_key: str | None) -> bool:
+        """App users are matched by claims; a client-key caller by its name and identity."""
+        if client_key is not None or self.match_clients:
+            return client_key in self.match_clients and any(
+                _glob_match(pattern.split("*"), identity) for pattern in self.match_identities
+            )
         return all(_claim_matches(claims.get(k), v) for k, v in self.match_claims.items())
 
 
@@ -190,12 +200,24 @@ class Policy:
             raise ConfigurationError(parser.problems)
         return policy
 
-    def decide(self, identity: str, claims: Claims, request: TokenRequest) -> Decision:
-        """Decide what ``request`` may get for a verified caller; deny by default."""
+    def decide(
+        self,
+        identity: str,
+        claims: Claims,
+        request: TokenRequest,
+        *,
+        client_key: str | None = None,
+    ) -> Decision:
+        """Decide what ``request`` may get for a verified caller; deny by default.
+
+        ``client_key`` names a server-to-server caller: only rules with ``clients`` that
+        name it, and an identity pattern that fits, apply to it; those rules never apply
+        to app users.
+        """
         problem = identity_problem(identity, voice=request.voice is not None)
         if problem:
             return Denied("grant_not_allowed", problem)
-        matched = [rule for rule in self.rules if rule.applies_to(claims)]
+        matched = [rule for rule in self.rules if rule.applies_to(claims, identity, client_key)]
         caps: list[int] = []
 
         video = None
@@ -371,7 +393,8 @@ class _PolicyParser:
         where = f"rule {name!r}"
 
         match = self.table(table.get("match", {}), f"{where}.match")
-        self.unknown_keys(match, {"claims"}, f"{where}.match")
+        self.unknown_keys(match, {"claims", "clients", "identities"}, f"{where}.match")
+        clients, identities = self.clients(match, where)
         match_claims: dict[str, str | int | bool] = {}
         for claim, expected in self.table(match.get("claims", {}), f"{where}.match.claims").items():
             if isinstance(expected, str | int | bool):
@@ -403,6 +426,8 @@ class _PolicyParser:
         return Rule(
             name=name,
             match_claims=match_claims,
+            match_clients=clients,
+            match_identities=identities,
             rooms=rooms,
             voice_incoming=incoming,
             voice_outgoing=outgoing,
@@ -410,6 +435,23 @@ class _PolicyParser:
             sync=self.flag(table.get("sync", False), f"{where}.sync"),
             max_ttl=rule_max_ttl,
         )
+
+    def clients(
+        self, match: Mapping[str, object], where: str
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``clients`` and the ``identities`` they may act for; both or neither."""
+        if "clients" not in match and "identities" not in match:
+            return (), ()
+        clients, identities = match.get("clients"), match.get("identities")
+        if not _strings(clients) or not _strings(identities):
+            self.problem(
+                f"{where}.match: clients and identities go together, each a non-empty list "
+                "of strings (identities may use * wildcards)"
+            )
+            return (), ()
+        if "claims" in match:
+            self.problem(f"{where}.match: a rule for clients cannot match claims too")
+        return tuple(clients), tuple(identities)
 
     def rooms(self, value: object, where: str) -> tuple[RoomPattern, ...]:
         if not isinstance(value, list) or not value:
@@ -441,6 +483,10 @@ class _PolicyParser:
                 continue
             budgets[key] = budget
         return Limits(budgets=budgets, voice_outgoing_cost=cost)
+
+
+def _strings(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
 
 
 def _valid_budget(budget: str) -> bool:

@@ -11,21 +11,30 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NewType
 
+from service.callers.client_keys import ClientKeyFile, looks_like_client_key
 from service.callers.verifier import IssuerVerifier, unverified_issuer
 from service.clock import Clock, epoch_seconds
 from service.errors import AuthenticationFailed
 
 Identity = NewType("Identity", str)
-CallerKind = Literal["app_user"]
+CallerKind = Literal["app_user", "client"]
+CLIENT_KEY_ISSUER = "client-key"
+#: A client key does not expire by itself; its caller is never cached.
+_NEVER = 2**62
 CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
 class Caller:
-    """A verified caller. ``claims`` are the verified claims of its credential."""
+    """A verified caller. ``claims`` are the verified claims of its credential.
+
+    An app user's identity is its verified claim. A server-to-server caller (``kind``
+    "client", ``client`` its key's name) names the identity it acts for in its request;
+    until ``acting_as`` sets it, its identity is empty and nothing is issued for it.
+    """
 
     identity: Identity
     claims: Mapping[str, Any]
@@ -37,6 +46,10 @@ class Caller:
     credential_fingerprint: str
     #: the app (OAuth client) the session belongs to: ``azp`` or ``client_id``, if any
     client: str | None = None
+
+    def acting_as(self, identity: str) -> Caller:
+        """This client caller, acting for ``identity`` (policy still decides if it may)."""
+        return replace(self, identity=Identity(identity))
 
 
 def credential_fingerprint(credential: str) -> str:
@@ -58,9 +71,15 @@ class Authenticator:
     """Authenticates app users against the configured issuers."""
 
     def __init__(
-        self, verifiers: list[IssuerVerifier], *, identity_claim: str, clock: Clock
+        self,
+        verifiers: list[IssuerVerifier],
+        *,
+        identity_claim: str,
+        clock: Clock,
+        client_keys: ClientKeyFile | None = None,
     ) -> None:
         self._verifiers = {verifier.issuer: verifier for verifier in verifiers}
+        self._client_keys = client_keys
         self._identity_claim = identity_claim
         self._clock = clock
         self._cache: OrderedDict[str, Caller] = OrderedDict()
@@ -88,6 +107,8 @@ class Authenticator:
             return cached
         credential = bearer_credential(authorization)
         digest = credential_fingerprint(credential)
+        if looks_like_client_key(credential):
+            return self._client(credential, digest)
 
         issuer = unverified_issuer(credential)
         verifier = self._verifiers.get(issuer) if issuer is not None else None
@@ -113,3 +134,19 @@ class Authenticator:
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return caller
+
+    def _client(self, credential: str, digest: str) -> Caller:
+        """A server-to-server caller; its identity is the one its request names."""
+        if self._client_keys is None:
+            raise AuthenticationFailed("client keys are not configured")
+        key = self._client_keys.verify(credential)
+        return Caller(
+            identity=Identity(""),
+            claims={},
+            kind="client",
+            issuer=CLIENT_KEY_ISSUER,
+            issued_at=int(key.created),
+            expires_at=_NEVER,
+            credential_fingerprint=digest[:16],
+            client=key.client,
+        )

@@ -127,7 +127,8 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "An access token from the app's identity provider.",
+                "description": "An access token from the app's identity provider, or a "
+                "client key (tbk_...) for a server-to-server caller.",
             }
         },
         "schemas": {
@@ -163,6 +164,12 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "ttl": {"type": "integer", "minimum": MIN_TTL, "maximum": TWILIO_MAX_TTL},
+                    "identity": {
+                        "type": "string",
+                        "description": "Only from a server-to-server caller (a client key): "
+                        "the identity it acts for, within its policy rule's patterns. An app "
+                        "user's identity is always its verified claim; naming one is refused.",
+                    },
                 },
             },
             "TokenResponse": {
