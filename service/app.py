@@ -22,7 +22,8 @@ from service.http import EXTENSION_KEY, Broker, ops, tokens, transport
 from service.issuer import TokenIssuer
 from service.limits import RateLimiter
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
-from service.minting import Minter, Services, SigningKey
+from service.minting import Minter, Services
+from service.signing_keys import SigningKeySource
 from service.state import CachedControls, open_store
 from service.token_request import MAX_BODY_BYTES
 
@@ -51,7 +52,7 @@ def create_app(
         verifiers.append(oidc_verifier(settings.oidc))
     if settings.dev_issuer_enabled:
         verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
-    minter = Minter(SigningKey.from_settings(settings), Services.from_settings(settings))
+    minter = Minter(SigningKeySource(settings).current, Services.from_settings(settings))
     store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
     issuer = TokenIssuer(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
@@ -98,32 +98,54 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
-class Minter:
-    """Signs Access Tokens with one API key.
+@dataclass(frozen=True)
+class _Prepared:
+    """One key, ready to sign: its encoded header and its HMAC key, built once."""
 
-    The encoded header and the prepared HMAC key are built once; each token then costs
-    one JSON encoding and one HMAC, with the bytes PyJWT's ``encode`` would produce.
+    key: SigningKey
+    signing_input_prefix: bytes
+    hmac_key: bytes = field(repr=False)
+
+
+class Minter:
+    """Signs Access Tokens with the current API key.
+
+    ``key`` is a key, or a callable that returns the key to use now (a rotated key is
+    picked up from the next token on). For each key the encoded header and the prepared
+    HMAC key are built once; each token then costs one JSON encoding and one HMAC, with
+    the bytes PyJWT's ``encode`` would produce.
     """
 
-    def __init__(self, key: SigningKey, services: Services) -> None:
-        self._key = key
+    def __init__(self, key: SigningKey | Callable[[], SigningKey], services: Services) -> None:
+        self._current: Callable[[], SigningKey] = key if callable(key) else lambda: key
         self._services = services
+        self._hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
+        self._prepared = self._prepare(self._current())
+
+    def __repr__(self) -> str:
+        return f"Minter(api_key_sid={self._prepared.key.api_key_sid!r})"
+
+    def _prepare(self, key: SigningKey) -> _Prepared:
         header = {"alg": "HS256", "typ": "JWT", "cty": ACCESS_TOKEN_CONTENT_TYPE}
         if key.region:
             header["twr"] = key.region
-        self._signing_input_prefix = _segment(header, sort_keys=True) + b"."
-        self._hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
-        self._prepared_key = self._hmac.prepare_key(key.secret) if key.secret else b""
+        prefix = _segment(header, sort_keys=True) + b"."
+        return _Prepared(key, prefix, self._hmac.prepare_key(key.secret) if key.secret else b"")
 
-    def __repr__(self) -> str:
-        return f"Minter(api_key_sid={self._key.api_key_sid!r})"
+    def _ready(self) -> _Prepared:
+        key = self._current()
+        prepared = self._prepared
+        if key is not prepared.key:
+            prepared = self._prepared = self._prepare(key)
+        return prepared
 
     def can_sign(self) -> bool:
         """True when the signing key is loaded and signs (a readiness check)."""
-        if not self._prepared_key:
+        prepared = self._ready()
+        if not prepared.hmac_key:
             return False
-        probe = self._sign({"probe": True})
-        return jwt.decode(probe, self._key.secret, algorithms=["HS256"]) == {"probe": True}
+        probe = self._sign(prepared, {"probe": True})
+        return jwt.decode(probe, prepared.key.secret, algorithms=["HS256"]) == {"probe": True}
 
     def mint(self, plan: Plan, now: datetime) -> IssuedToken:
         """Sign a token for ``plan``, valid from ``now`` for ``plan.ttl`` seconds."""
@@ -135,16 +157,18 @@ class Minter:
         grant_names = plan.grant_names
         if not grant_names:
             raise MintingError("a token needs at least one grant")
+        prepared = self._ready()
+        key = prepared.key
         issued = int(now.timestamp())
         payload = {
-            "jti": f"{self._key.api_key_sid}-{issued}",
+            "jti": f"{key.api_key_sid}-{issued}",
             "grants": self._grants(plan),
-            "iss": self._key.api_key_sid,
+            "iss": key.api_key_sid,
             "exp": issued + plan.ttl,
             "nbf": issued,
-            "sub": self._key.account_sid,
+            "sub": key.account_sid,
         }
-        token = self._sign(payload)
+        token = self._sign(prepared, payload)
         issued_at = now.replace(microsecond=0)
         return IssuedToken(
             jwt=token,
@@ -155,9 +179,9 @@ class Minter:
             expires_at=issued_at + timedelta(seconds=plan.ttl),
         )
 
-    def _sign(self, payload: Mapping[str, object]) -> str:
-        signing_input = self._signing_input_prefix + _segment(payload)
-        signature = self._hmac.sign(signing_input, self._prepared_key)
+    def _sign(self, prepared: _Prepared, payload: Mapping[str, object]) -> str:
+        signing_input = prepared.signing_input_prefix + _segment(payload)
+        signature = self._hmac.sign(signing_input, prepared.hmac_key)
         return (signing_input + b"." + base64url_encode(signature)).decode("ascii")
 
     def _grants(self, plan: Plan) -> dict[str, object]:

@@ -75,6 +75,9 @@ class Settings:
     public_url: str | None = None
     dev_dir: Path = Path("var/dev")
     audit_retention_days: int = 30
+    #: The files the signing key was read from (SID, secret), when both came from files:
+    #: watched, so that a rotated key is picked up without a restart.
+    signing_key_files: tuple[Path, Path] | None = None
 
     @property
     def dev_issuer_enabled(self) -> bool:
@@ -94,13 +97,8 @@ class Settings:
         production = profile == "production"
 
         account_sid = reader.sid("TWILIO_ACCOUNT_SID", "AC", required=True, production=production)
-        api_key_sid = reader.sid("TWILIO_API_KEY_SID", "SK", required=True, production=production)
-        api_key_secret = reader.secret("TWILIO_API_KEY_SECRET", required=True)
+        api_key_sid, api_key_secret = reader.api_key(production)
         auth_token = reader.secret("TWILIO_AUTH_TOKEN", required=False)
-        if production and api_key_secret == fake_twilio_credentials()["TWILIO_API_KEY_SECRET"]:
-            reader.problem("TWILIO_API_KEY_SECRET is the generated development placeholder")
-        if api_key_secret and len(api_key_secret) < 32:
-            reader.problem("TWILIO_API_KEY_SECRET must be at least 32 characters")
         if api_key_secret and auth_token and hmac.compare_digest(api_key_secret, auth_token):
             reader.problem(
                 "TWILIO_API_KEY_SECRET holds the account's Auth Token; tokens must be signed "
@@ -138,10 +136,22 @@ class Settings:
             audit_retention_days=reader.integer(
                 "BROKER_AUDIT_RETENTION_DAYS", default=30, low=1, high=3650
             ),
+            signing_key_files=reader.signing_key_files(),
         )
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return settings
+
+
+def read_api_key(sid_file: Path, secret_file: Path, *, production: bool) -> tuple[str, str]:
+    """Read a rotated API key from its two files; raise ``ConfigurationError`` if unusable."""
+    reader = _Reader(
+        {"TWILIO_API_KEY_SID_FILE": str(sid_file), "TWILIO_API_KEY_SECRET_FILE": str(secret_file)}
+    )
+    sid, secret = reader.api_key(production)
+    if reader.problems:
+        raise ConfigurationError(reader.problems)
+    return sid, secret
 
 
 def read_environment(environ: Mapping[str, str], dotenv_file: Path) -> dict[str, str]:
@@ -227,21 +237,34 @@ class _Reader:
         self.problem(f"{name} must be one of {', '.join(options)}")
         return default
 
-    def secret(self, name: str, *, required: bool) -> str:
-        """A secret from ``NAME`` or ``NAME_FILE``; its value never enters a message."""
+    def api_key(self, production: bool) -> tuple[str, str]:
+        """The Standard API key that signs tokens: its SID and its secret."""
+        sid = self.sid("TWILIO_API_KEY_SID", "SK", required=True, production=production)
+        secret = self.secret("TWILIO_API_KEY_SECRET", required=True)
+        if production and secret == fake_twilio_credentials()["TWILIO_API_KEY_SECRET"]:
+            self.problem("TWILIO_API_KEY_SECRET is the generated development placeholder")
+        if secret and len(secret) < 32:
+            self.problem("TWILIO_API_KEY_SECRET must be at least 32 characters")
+        return sid, secret
+
+    def raw(self, name: str) -> str:
+        """``NAME``, or the contents of the file ``NAME_FILE`` names; never in a message."""
         direct = self.environ.get(name, "")
         file_name = self.environ.get(name + "_FILE", "").strip()
         if direct and file_name:
             self.problem(f"{name} and {name}_FILE are both set; set only one")
             return ""
-        value = direct
-        if file_name:
-            try:
-                value = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError):
-                self.problem(f"{name}_FILE names a file that cannot be read")
-                return ""
-        value = value.strip()
+        if not file_name:
+            return direct.strip()
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            self.problem(f"{name}_FILE names a file that cannot be read")
+            return ""
+
+    def secret(self, name: str, *, required: bool) -> str:
+        """A secret from ``NAME`` or ``NAME_FILE``; its value never enters a message."""
+        value = self.raw(name)
         if not value:
             if required:
                 self.problem(f"{name} is required (or {name}_FILE)")
@@ -252,7 +275,7 @@ class _Reader:
         return value
 
     def sid(self, name: str, prefix: str, *, production: bool, required: bool = False) -> str:
-        value = self.text(name)
+        value = self.raw(name) or None
         if value is None:
             if required:
                 self.problem(f"{name} is required")
@@ -273,6 +296,13 @@ class _Reader:
             self.problem(f"{name} is the generated development placeholder; use a real SID")
             return ""
         return value
+
+    def signing_key_files(self) -> tuple[Path, Path] | None:
+        sid_file = self.text("TWILIO_API_KEY_SID_FILE")
+        secret_file = self.text("TWILIO_API_KEY_SECRET_FILE")
+        if sid_file and secret_file:
+            return Path(sid_file), Path(secret_file)
+        return None
 
     def integer(self, name: str, *, default: int, low: int, high: int) -> int:
         value = self.text(name)

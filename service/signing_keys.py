@@ -1,0 +1,82 @@
+"""Which key signs now? The API key, re-read from its files when they change.
+
+With ``TWILIO_API_KEY_SID_FILE`` and ``TWILIO_API_KEY_SECRET_FILE`` both set, the files
+are checked at most every ``CHECK_SECONDS``; a change is applied once the files have
+stayed the same for one more check (so writing the two files one after the other never
+pairs a new SID with an old secret), and the new key signs from the next token on: no
+restart, no failed request. A Kubernetes secret, or a symlinked directory swapped in
+one rename, changes both at once; gunicorn's ``HUP`` also starts fresh workers that read
+the files. A change that does not hold a usable key is refused and the previous key
+goes on signing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from service.errors import ConfigurationError
+from service.minting import SigningKey
+from service.settings import Settings, read_api_key
+
+CHECK_SECONDS = 0.5
+log = logging.getLogger("token_broker")
+
+
+class SigningKeySource:
+    """The current signing key; watches its files when it came from files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = SigningKey.from_settings(settings)
+        self._files = settings.signing_key_files
+        self._production = settings.profile == "production"
+        self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._seen = self._signature()
+        self._pending: tuple[tuple[int, int, int], ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"SigningKeySource(api_key_sid={self._key.api_key_sid!r})"
+
+    def current(self) -> SigningKey:
+        """The key to sign with now."""
+        if self._files is None or time.monotonic() - self._checked < CHECK_SECONDS:
+            return self._key
+        with self._lock:
+            self._checked = time.monotonic()
+            signature = self._signature()
+            if signature == self._seen:
+                self._pending = None
+            elif signature != self._pending:
+                self._pending = signature  # changed: apply once it holds still
+            else:
+                self._seen, self._pending = signature, None
+                self._reload()
+        return self._key
+
+    def _signature(self) -> tuple[tuple[int, int, int], ...]:
+        if self._files is None:
+            return ()
+        signature = []
+        for path in self._files:
+            try:
+                status = path.stat()
+            except OSError:
+                return ()
+            signature.append((status.st_ino, status.st_mtime_ns, status.st_size))
+        return tuple(signature)
+
+    def _reload(self) -> None:
+        if self._files is None:
+            return
+        try:
+            sid, secret = read_api_key(*self._files, production=self._production)
+        except ConfigurationError as error:
+            # Never the secret: the problems name variables, not values.
+            log.error("rotated API key refused, previous key still signs: %s", error)
+            return
+        previous = self._key
+        self._key = SigningKey(previous.account_sid, sid, secret, previous.region)
+        if sid != previous.api_key_sid:
+            log.warning("signing key rotated: %s -> %s", previous.api_key_sid, sid)
