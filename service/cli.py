@@ -27,6 +27,7 @@ from service.inspection import inspect_token
 from service.minting import SigningKey
 from service.settings import Settings
 from service.state import StateStore, open_store
+from service.twilio_admin import TwilioApiError, TwilioKeys
 
 FAKE_CREDENTIALS_NOTICE = (
     "Twilio credentials: FAKE (generated for a first run). Tokens are well-formed, "
@@ -317,6 +318,114 @@ def client_key_revoke(id_or_client: str) -> None:
     if not count:
         _fail([f"no active key has the id or client {id_or_client!r}"], exit_code=1)
     click.echo(f"revoked {count} key(s)")
+
+
+def _admin_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Credentials for Twilio's REST API, given to this command only (never the server)."""
+    command = click.option(
+        "--api-base-url", envvar="TWILIO_API_BASE_URL", hidden=True, help="A local emulator."
+    )(command)
+    command = click.option(
+        "--auth-token",
+        envvar="TWILIO_ADMIN_AUTH_TOKEN",
+        required=True,
+        help="The account's Auth Token (or TWILIO_ADMIN_AUTH_TOKEN); never stored.",
+    )(command)
+    return click.option(
+        "--account-sid",
+        envvar="TWILIO_ADMIN_ACCOUNT_SID",
+        required=True,
+        help="The account (or TWILIO_ADMIN_ACCOUNT_SID).",
+    )(command)
+
+
+@main.group("keys")
+def keys() -> None:
+    """The account's Standard API keys, through Twilio's REST API (for rotation)."""
+
+
+@keys.command("list")
+@_admin_options
+def keys_list(account_sid: str, auth_token: str, api_base_url: str | None) -> None:
+    """List the account's API keys; mark the one this broker signs with."""
+    active = _active_key_sid()
+    for key in _twilio_call(
+        lambda: TwilioKeys(account_sid, auth_token, api_base_url=api_base_url).list()
+    ):
+        created = key.created.isoformat() if key.created else "?"
+        marker = "  (signs tokens here)" if key.sid == active else ""
+        click.echo(f"{key.sid}  {created}  {key.friendly_name}{marker}")
+
+
+@keys.command("create")
+@click.argument("friendly_name")
+@_admin_options
+def keys_create(
+    friendly_name: str, account_sid: str, auth_token: str, api_base_url: str | None
+) -> None:
+    """Create a Standard API key; print its SID and secret (shown this once)."""
+    client = TwilioKeys(account_sid, auth_token, api_base_url=api_base_url)
+    key = _twilio_call(lambda: client.create(friendly_name))
+    click.echo(key.sid)
+    click.echo(key.secret)
+    click.echo(
+        "Write both into TWILIO_API_KEY_SID_FILE and TWILIO_API_KEY_SECRET_FILE (or send the "
+        "server HUP after changing them); then delete the old key once its tokens expired.",
+        err=True,
+    )
+
+
+@keys.command("delete")
+@click.argument("sid")
+@click.option("--force", is_flag=True, help="Delete although tokens signed with it may be alive.")
+@_admin_options
+def keys_delete(
+    sid: str, force: bool, account_sid: str, auth_token: str, api_base_url: str | None
+) -> None:
+    """Delete an API key that no longer signs tokens."""
+    configuration = _configuration()
+    if sid == configuration.settings.api_key_sid:
+        _fail([f"{sid} is the key this broker signs with: rotate to a new key first"])
+    alive_until = _old_tokens_alive_until(configuration)
+    if alive_until is not None and not force:
+        _fail(
+            [
+                f"tokens signed with the previous key may be alive until {alive_until.isoformat()} "
+                "(the maximum TTL after the switch); wait, or pass --force"
+            ],
+            exit_code=1,
+        )
+    client = TwilioKeys(account_sid, auth_token, api_base_url=api_base_url)
+    _twilio_call(lambda: client.delete(sid))
+    click.echo(f"deleted {sid}")
+
+
+def _active_key_sid() -> str | None:
+    try:
+        return load_configuration(os.environ).settings.api_key_sid
+    except ConfigurationError:
+        return None
+
+
+def _old_tokens_alive_until(configuration: Configuration) -> datetime | None:
+    """When the last token of the previous key expires, if that is still ahead.
+
+    The switch is when the key files last changed; without key files it is unknown, and
+    the command cannot tell: it says nothing.
+    """
+    files = configuration.settings.signing_key_files
+    if files is None:
+        return None
+    switched = max(path.stat().st_mtime for path in files)
+    until = datetime.fromtimestamp(switched, UTC) + timedelta(seconds=configuration.policy.max_ttl)
+    return until if until > system_clock() else None
+
+
+def _twilio_call(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except TwilioApiError as error:
+        _fail([f"Twilio's REST API: {error}"], exit_code=3)
 
 
 @main.command("pause")

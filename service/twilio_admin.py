@@ -1,0 +1,89 @@
+"""Twilio's REST API for operators: the account's API keys (the Keys resource).
+
+Only the ``token-broker keys`` command uses it, with credentials given to that command;
+the server never holds them. ``api_base_url`` points the twilio client at another host
+(a local emulator in tests) and keeps the request paths as Twilio's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from service.errors import BrokerError
+
+
+class TwilioApiError(BrokerError):
+    """Raised when Twilio's REST API refuses or cannot be reached; the message is Twilio's."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    sid: str
+    friendly_name: str
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A key just created: its secret is shown by Twilio this once."""
+
+    sid: str
+    friendly_name: str
+    secret: str = field(repr=False)
+
+
+class _ToBaseUrl(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
+    """Sends twilio's requests to ``base_url`` with Twilio's own paths."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(timeout=10)
+        self._base_url = base_url.rstrip("/")
+
+    def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
+        parts = urlsplit(url)
+        query = f"?{parts.query}" if parts.query else ""
+        return super().request(
+            method, f"{self._base_url}{parts.path}{query}", *arguments, **options
+        )
+
+
+class TwilioKeys:
+    """List, create and delete the account's Standard API keys."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str, *, api_base_url: str | None = None
+    ) -> None:
+        http_client = _ToBaseUrl(api_base_url) if api_base_url else TwilioHttpClient(timeout=10)
+        self._account = Client(account_sid, auth_token, http_client=http_client).api.v2010.accounts(
+            account_sid
+        )
+
+    def __repr__(self) -> str:
+        return "TwilioKeys()"
+
+    def list(self) -> list[ApiKey]:
+        try:
+            keys = self._account.keys.list()
+        except TwilioException as error:
+            raise TwilioApiError(str(error)) from None
+        return [ApiKey(key.sid, key.friendly_name or "", key.date_created) for key in keys]
+
+    def create(self, friendly_name: str) -> NewApiKey:
+        try:
+            key = self._account.new_keys.create(friendly_name=friendly_name)
+        except TwilioException as error:
+            raise TwilioApiError(str(error)) from None
+        return NewApiKey(key.sid, key.friendly_name or "", key.secret)
+
+    def delete(self, sid: str) -> None:
+        try:
+            self._account.keys(sid).delete()
+        except TwilioException as error:
+            raise TwilioApiError(str(error)) from None
