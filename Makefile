@@ -18,8 +18,8 @@ run: $(STAMP)
 	BROKER_PROFILE=$${BROKER_PROFILE:-dev} $(BIN)/token-broker serve --bind $(BIND)
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check service tests bench examples/python
+	$(BIN)/ruff format --check service tests bench examples/python
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

@@ -1,0 +1,44 @@
+// TokenProvider for Android: fetches Twilio Access Tokens from Token Broker and hands a
+// fresh one to the Twilio SDKs before the old one expires (Twilio error 20104 otherwise).
+//
+// Voice (com.twilio.voice): Voice.register(token, ...) / Voice.connect(context, options)
+//   with a fresh token; re-register ahead of expiry.
+// Conversations (com.twilio.conversations): in ConversationsClientListener override
+//   onTokenAboutToExpire() and call client.updateToken(token, listener).
+// Video (com.twilio.video): ConnectOptions.Builder(token) with a fresh token per connect.
+package com.example.tokens
+
+import java.net.HttpURLConnection
+import java.net.URL
+import java.time.Instant
+import org.json.JSONObject
+
+class TokenProvider(
+    private val brokerUrl: String,
+    private val sessionToken: () -> String,   // your identity provider's token
+    private val refreshMarginSeconds: Long = 60,
+) {
+    private var token: String? = null
+    private var expiresAt: Instant = Instant.EPOCH
+
+    /** A token for [grants]; fetched again when within the margin of its expiry. Call off the main thread. */
+    @Synchronized
+    fun token(grants: JSONObject): String {
+        val cached = token
+        if (cached != null && Instant.now().plusSeconds(refreshMarginSeconds).isBefore(expiresAt)) return cached
+        val connection = URL("$brokerUrl/v1/tokens").openConnection() as HttpURLConnection
+        connection.requestMethod = "POST"
+        connection.doOutput = true
+        connection.setRequestProperty("Authorization", "Bearer ${sessionToken()}")
+        connection.setRequestProperty("Content-Type", "application/json")
+        connection.outputStream.use { it.write(JSONObject().put("grants", grants).toString().toByteArray()) }
+        if (connection.responseCode != 200) {
+            val problem = connection.errorStream?.bufferedReader()?.readText() ?: "{}"
+            throw IllegalStateException("token broker said ${connection.responseCode}: " + JSONObject(problem).optString("code"))
+        }
+        val issued = JSONObject(connection.inputStream.bufferedReader().readText())
+        token = issued.getString("token")
+        expiresAt = Instant.parse(issued.getString("expires_at"))
+        return token!!
+    }
+}

@@ -1,0 +1,48 @@
+// TokenProvider for iOS: fetches Twilio Access Tokens from Token Broker and hands a fresh
+// one to the Twilio SDKs before the old one expires (Twilio error 20104 otherwise).
+//
+// Voice (TwilioVoice): pass `accessToken` to TwilioVoiceSDK.connect / register, and on
+//   the `callInviteReceived` path re-register with a fresh token ahead of expiry.
+// Conversations (TwilioConversationsClient): implement
+//   `conversationsClientTokenWillExpire(_:)` and call `client.updateToken(_:)`.
+// Video (TwilioVideo): build ConnectOptions(token:) with a fresh token for each connect.
+import Foundation
+
+struct IssuedToken: Decodable {
+    let token: String
+    let identity: String
+    let expires_at: String
+    let ttl: Int
+    let grants: [String]
+}
+
+final class TokenProvider {
+    private let brokerURL: URL
+    private let sessionToken: () async throws -> String   // your identity provider's token
+    private var current: IssuedToken?
+    private var expiry = Date.distantPast
+    private let refreshMargin: TimeInterval = 60
+
+    init(brokerURL: URL, sessionToken: @escaping () async throws -> String) {
+        self.brokerURL = brokerURL
+        self.sessionToken = sessionToken
+    }
+
+    /// A token for `grants`, fetched again when within a minute of its expiry.
+    func token(grants: [String: [String: String]]) async throws -> String {
+        if let current, expiry.timeIntervalSinceNow > refreshMargin { return current.token }
+        var request = URLRequest(url: brokerURL.appendingPathComponent("v1/tokens"))
+        request.httpMethod = "POST"
+        request.setValue("Bearer \(try await sessionToken())", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONSerialization.data(withJSONObject: ["grants": grants])
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else {
+            throw URLError(.userAuthenticationRequired)   // read the problem+json `code`
+        }
+        let issued = try JSONDecoder().decode(IssuedToken.self, from: data)
+        current = issued
+        expiry = ISO8601DateFormatter().date(from: issued.expires_at) ?? Date()
+        return issued.token
+    }
+}
