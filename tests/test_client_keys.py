@@ -164,3 +164,36 @@ def test_client_rules_are_checked(match: str, expected: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
         Policy.from_toml(f'[[rules]]\nname = "r"\nmatch = {match}\nsync = true\n')
     assert expected in "\n".join(raised.value.problems)
+
+
+def test_client_keys_and_the_development_issuer_stay_apart(
+    policy_file: Path, tmp_path: Path, leaks: LeakWatch
+) -> None:
+    policy_file.write_text(policy_file.read_text() + BACKEND_RULE)
+    development = {
+        "BROKER_PROFILE": "dev",
+        "BROKER_POLICY_FILE": str(policy_file),
+        "BROKER_DEV_DIR": str(tmp_path / "dev"),
+        "BROKER_STATE_URL": f"sqlite:///{tmp_path}/state.db",
+        "BROKER_CLIENT_KEYS_FILE": str(tmp_path / "keys.json"),
+    }
+    key = create_key(development, "backend", leaks)
+    session = CliRunner().invoke(main, ["dev-session", "user_1"], env=development).stdout.strip()
+    leaks.bearers.add(session)
+    client = create_app(
+        load_configuration(development, dotenv_file=tmp_path / "none"), audit_stream=io.StringIO()
+    ).test_client()
+    # the client key is a client, never a development session: it must name an identity
+    assert ask(client, key, {"grants": {"voice": {}}}, leaks).status_code == 400
+    assert (
+        ask(client, key, {"identity": "user_1", "grants": {"voice": {}}}, leaks).status_code == 200
+    )
+    # a development session is an app user, never a client: the client rule is not its
+    assert ask(client, session, {"grants": {"voice": {}}}, leaks).status_code == 403
+    # and a development session cannot pass for a key (nor a key for a session)
+    assert (
+        ask(
+            client, "tbk_" + session, {"identity": "user_1", "grants": {"sync": {}}}, leaks
+        ).status_code
+        == 401
+    )

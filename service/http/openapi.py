@@ -50,6 +50,12 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
     },
     "paths": {
         "/v1/tokens": {
+            "options": {
+                "operationId": "tokensPreflight",
+                "summary": "CORS preflight: allowed only for BROKER_CORS_ORIGINS, POST, and the "
+                "Authorization and Content-Type headers; otherwise no CORS header.",
+                "responses": {"204": {"description": "Preflight answer."}},
+            },
             "post": {
                 "operationId": "createToken",
                 "summary": "Issue a Twilio Access Token for the authenticated caller.",
@@ -80,7 +86,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         for status in (400, 401, 403, 405, 413, 415, 429, 500, 503)
                     },
                 },
-            }
+            },
         },
         "/healthz": {
             "get": {
