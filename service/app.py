@@ -15,17 +15,19 @@ from service.callers import Authenticator, IssuerVerifier
 from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import oidc_verifier
+from service.calls import OutgoingCalls
 from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
-from service.http import EXTENSION_KEY, Broker, ops, tokens, transport
+from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
 from service.issuer import TokenIssuer
-from service.limits import RateLimiter
+from service.limits import CALLS, RateLimiter
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
 from service.minting import Minter, Services
 from service.signing_keys import SigningKeySource
 from service.state import CachedControls, open_store
 from service.token_request import MAX_BODY_BYTES
+from service.twilio_voice import SignatureChecker
 
 
 def create_app(
@@ -55,6 +57,13 @@ def create_app(
     minter = Minter(SigningKeySource(settings).current, Services.from_settings(settings))
     store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
+    policy = configuration.policy
+    budgets = dict(policy.limits.budgets)
+    if policy.dial is not None and policy.dial.calls_per_identity:
+        budgets[CALLS] = policy.dial.calls_per_identity
+    controls = CachedControls(store)
+    limiter = RateLimiter(store.limits_storage(), budgets)
+    audit = AuditLog(store, audit_stream)
     issuer = TokenIssuer(
         authenticator=Authenticator(
             verifiers,
@@ -67,13 +76,27 @@ def create_app(
         policy=configuration.policy,
         minter=minter,
         push_names=frozenset(settings.push_credentials),
-        controls=CachedControls(store),
-        limiter=RateLimiter(store.limits_storage(), configuration.policy.limits.budgets),
-        audit=AuditLog(store, audit_stream),
+        controls=controls,
+        limiter=limiter,
+        audit=audit,
         metrics=metrics,
         clock=clock,
     )
-    app.extensions[EXTENSION_KEY] = Broker(settings=settings, issuer=issuer, metrics=metrics)
+    calls = OutgoingCalls(
+        dial_policy=policy.dial,
+        caller_id=settings.caller_id,
+        controls=controls,
+        limiter=limiter,
+        audit=audit,
+        metrics=metrics,
+        clock=clock,
+    )
+    signatures = SignatureChecker(
+        [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
+    )
+    app.extensions[EXTENSION_KEY] = Broker(
+        settings=settings, issuer=issuer, metrics=metrics, calls=calls, signatures=signatures
+    )
 
     @app.before_request
     def assign_request_id() -> None:
@@ -91,4 +114,5 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(webhooks.blueprint)
     return app

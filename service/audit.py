@@ -26,6 +26,9 @@ Decision = Literal[
     "unrevoked",
     "paused",
     "resumed",
+    # Voice calls placed by clients (the TwiML app's webhook)
+    "call_allowed",
+    "call_refused",
 ]
 
 
@@ -45,6 +48,7 @@ class AuditRecord:
     room: str | None = None
     ttl: int | None = None
     token: str | None = None  # fingerprint of the issued token
+    destination: str | None = None  # where a call was to go
 
     def to_json(self) -> str:
         # Built by hand, not with dataclasses.asdict: this runs once per request.

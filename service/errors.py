@@ -123,6 +123,13 @@ class HttpsRequired(Forbidden):
     detail = "Tokens are issued only over HTTPS."
 
 
+class InvalidSignature(Forbidden):
+    """Raised for a webhook request without a valid ``X-Twilio-Signature``."""
+
+    code = "invalid_signature"
+    detail = "The request is not signed by Twilio for this URL."
+
+
 class Revoked(Forbidden):
     """Raised when the caller's session was issued before a revocation of it."""
 

@@ -27,7 +27,16 @@ from limits.strategies import MovingWindowRateLimiter
 from service.errors import RateLimited, Unavailable
 
 AUTH_FAILURES = "auth_failures_per_ip"
+CALLS = "calls_per_identity"
 _SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
+
+
+def valid_budget(budget: str) -> bool:
+    """True for a ``limits`` budget such as ``"10/minute;200/day"``."""
+    try:
+        return bool(limits.parse_many(budget))
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,12 @@ class RateLimiter:
         budget = self._budgets.get(AUTH_FAILURES)
         if budget is not None:
             self._hit(budget, ("ip", client_ip), cost=1)
+
+    def spend_call(self, identity: str) -> None:
+        """Spend one of ``calls_per_identity`` (the dial policy's budget), if configured."""
+        budget = self._budgets.get(CALLS)
+        if budget is not None:
+            self._hit(budget, ("call", identity), cost=1)
 
     def spend(self, *, identity: str, client: str | None, client_ip: str, cost: int) -> None:
         """Spend ``cost`` of every budget this request falls under, or raise ``RateLimited``."""

@@ -59,6 +59,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self._calls = Counter(
+            "token_broker_calls",
+            "Outgoing Voice calls decided, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._paused = Gauge(
             "token_broker_paused",
             "1 while issuance is paused by the operator.",
@@ -77,6 +83,9 @@ class Metrics:
             self._authentication_failures.inc()
         elif code == "rate_limited":
             self._rate_limited.labels(reason.removesuffix(" spent")).inc()
+
+    def call(self, *, allowed: bool) -> None:
+        self._calls.labels("allowed" if allowed else "refused").inc()
 
     def observe(self, endpoint: str, seconds: float) -> None:
         self._latency.labels(endpoint).observe(seconds)

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeGuard
 
-import limits
-
+from service.dialing import DialPolicy, parse_dial
 from service.errors import ConfigurationError
+from service.limits import valid_budget
+from service.patterns import glob_match
 from service.token_request import TokenRequest
 from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
 
@@ -119,7 +120,7 @@ class RoomPattern:
                 return False
             # A filled-in value is literal text: a "*" in a claim never becomes a wildcard.
             segments[-1] += value
-        return _glob_match(segments, room)
+        return glob_match(segments, room)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Rule:
         """App users are matched by claims; a client-key caller by its name and identity."""
         if client_key is not None or self.match_clients:
             return client_key in self.match_clients and any(
-                _glob_match(pattern.split("*"), identity) for pattern in self.match_identities
+                glob_match(pattern.split("*"), identity) for pattern in self.match_identities
             )
         return all(_claim_matches(claims.get(k), v) for k, v in self.match_claims.items())
 
@@ -166,6 +167,8 @@ class Policy:
     identity_claim: str
     rules: tuple[Rule, ...]
     limits: Limits
+    #: where Voice clients may call; None: nowhere (outgoing calls are refused)
+    dial: DialPolicy | None = None
 
     @property
     def gives_voice_outgoing(self) -> bool:
@@ -294,25 +297,6 @@ def _same_value(actual: object, expected: str | int | bool) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
-def _glob_match(segments: list[str], text: str) -> bool:
-    """Match ``text`` against literal segments joined by wildcards (``*``)."""
-    if len(segments) == 1:
-        return text == segments[0]
-    first, *middle, last = segments
-    if not text.startswith(first) or not text.endswith(last):
-        return False
-    if len(first) + len(last) > len(text):
-        return False
-    position = len(first)
-    end = len(text) - len(last)
-    for segment in middle:
-        found = text.find(segment, position, end)
-        if found < 0:
-            return False
-        position = found + len(segment)
-    return True
-
-
 class _PolicyParser:
     """Turns a parsed TOML document into a ``Policy``, collecting every problem."""
 
@@ -349,7 +333,9 @@ class _PolicyParser:
         return value
 
     def parse(self, document: Mapping[str, object]) -> Policy:
-        self.unknown_keys(document, {"tokens", "identity", "rules", "limits"}, "the top level")
+        self.unknown_keys(
+            document, {"tokens", "identity", "rules", "limits", "dial"}, "the top level"
+        )
         tokens = self.table(document.get("tokens", {}), "[tokens]")
         self.unknown_keys(tokens, {"default_ttl", "max_ttl"}, "[tokens]")
         max_ttl = self.ttl(tokens.get("max_ttl", 3600), "[tokens].max_ttl", 3600)
@@ -379,6 +365,7 @@ class _PolicyParser:
             identity_claim=claim,
             rules=rules,
             limits=self.limits(document.get("limits", {})),
+            dial=self.dial(document.get("dial")),
         )
 
     def rule(self, raw: object, index: int, max_ttl: int) -> Rule:
@@ -466,6 +453,14 @@ class _PolicyParser:
                 patterns.append(RoomPattern(str(pattern)))
         return tuple(patterns)
 
+    def dial(self, value: object) -> DialPolicy | None:
+        if value is None:
+            return None
+        policy, problems = parse_dial(self.table(value, "[dial]"))
+        for problem in problems:
+            self.problem(problem)
+        return policy
+
     def limits(self, value: object) -> Limits:
         table = self.table(value, "[limits]")
         self.unknown_keys(table, {*_LIMIT_KEYS, "voice_outgoing_cost"}, "[limits]")
@@ -478,7 +473,7 @@ class _PolicyParser:
             if key not in table:
                 continue
             budget = table[key]
-            if not isinstance(budget, str) or not _valid_budget(budget):
+            if not isinstance(budget, str) or not valid_budget(budget):
                 self.problem(f"[limits].{key} must look like '10/minute;200/day'")
                 continue
             budgets[key] = budget
@@ -487,13 +482,6 @@ class _PolicyParser:
 
 def _strings(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
-
-
-def _valid_budget(budget: str) -> bool:
-    try:
-        return bool(limits.parse_many(budget))
-    except ValueError:
-        return False
 
 
 def _pattern_problem(pattern: object) -> str | None:

@@ -34,7 +34,12 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 MAX_LEEWAY_SECONDS = 60
-SECRET_VARIABLES = ("TWILIO_API_KEY_SECRET", "TWILIO_AUTH_TOKEN", "BROKER_METRICS_TOKEN")
+SECRET_VARIABLES = (
+    "TWILIO_API_KEY_SECRET",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "BROKER_METRICS_TOKEN",
+)
 _PUSH_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PLACEHOLDER_MARKERS = ("xxxx", "your_", "your-", "changeme", "change_me", "placeholder", "<", ">")
 _FAKE_SID_BODY = "0" * 32
@@ -61,6 +66,10 @@ class Settings:
     api_key_secret: str = field(repr=False)
     region: str | None = None
     auth_token: str | None = field(default=None, repr=False)
+    #: a second Auth Token accepted on webhooks while the primary one is rotated
+    auth_token_secondary: str | None = field(default=None, repr=False)
+    #: the number outgoing calls show (E.164), for <Dial callerId>
+    caller_id: str | None = None
     twiml_app_sid: str | None = None
     conversations_service_sid: str | None = None
     sync_service_sid: str | None = None
@@ -116,6 +125,9 @@ class Settings:
             api_key_secret=api_key_secret,
             region=region,
             auth_token=auth_token,
+            auth_token_secondary=reader.secret("TWILIO_AUTH_TOKEN_SECONDARY", required=False)
+            or None,
+            caller_id=reader.phone_number("TWILIO_CALLER_ID"),
             twiml_app_sid=reader.sid("TWILIO_TWIML_APP_SID", "AP", production=production) or None,
             conversations_service_sid=(
                 reader.sid("TWILIO_CONVERSATIONS_SERVICE_SID", "IS", production=production) or None
@@ -303,6 +315,13 @@ class _Reader:
         if sid_file and secret_file:
             return Path(sid_file), Path(secret_file)
         return None
+
+    def phone_number(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is not None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+            self.problem(f"{name} must be an E.164 number such as +15005550006")
+            return None
+        return value
 
     def integer(self, name: str, *, default: int, low: int, high: int) -> int:
         value = self.text(name)

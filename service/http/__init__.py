@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from service.calls import OutgoingCalls
 from service.issuer import TokenIssuer
 from service.metrics import Metrics
 from service.settings import Settings
+from service.twilio_voice import SignatureChecker
 
 EXTENSION_KEY = "token_broker"
 
@@ -20,6 +22,8 @@ class Broker:
     settings: Settings
     issuer: TokenIssuer
     metrics: Metrics
+    calls: OutgoingCalls
+    signatures: SignatureChecker
 
 
 def broker(app: Flask) -> Broker:

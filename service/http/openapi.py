@@ -10,7 +10,13 @@ from service.twilio_rules import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
 ERROR_CODES = {
     400: ["invalid_json", "invalid_request", "unknown_field", "invalid_ttl", "invalid_room"],
     401: ["invalid_token"],
-    403: ["grant_not_allowed", "room_not_allowed", "revoked", "https_required"],
+    403: [
+        "grant_not_allowed",
+        "room_not_allowed",
+        "revoked",
+        "https_required",
+        "invalid_signature",
+    ],
     404: ["not_found"],
     405: ["method_not_allowed"],
     413: ["payload_too_large"],
@@ -87,6 +93,36 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     },
                 },
             },
+        },
+        "/v1/twilio/voice": {
+            "post": {
+                "operationId": "voiceWebhook",
+                "summary": "The TwiML app's Voice URL: Twilio asks where a client's call may go.",
+                "description": "Signed by Twilio (X-Twilio-Signature over BROKER_PUBLIC_URL "
+                "and the form). From must be client:IDENTITY; To a number or client:IDENTITY. "
+                "Answers TwiML: <Dial> when the dial policy allows, else a short refusal.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "From": {"type": "string"},
+                                    "To": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "TwiML.",
+                        "content": {"application/xml": {"schema": {"type": "string"}}},
+                    },
+                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+                },
+            }
         },
         "/healthz": {
             "get": {

@@ -1,0 +1,87 @@
+"""May this Voice client call there? The use case behind the TwiML app's Voice URL.
+
+A signed request from Twilio says who calls (``From=client:IDENTITY``) and where to
+(``To``). The caller must be a Voice identity that is not revoked; the destination must
+pass the dial policy; the identity's call budget must allow one more. Every decision is
+audited and counted; the answer is TwiML: a ``<Dial>``, or a short refusal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.audit import AuditLog, AuditRecord
+from service.clock import Clock
+from service.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
+from service.errors import RateLimited
+from service.limits import RateLimiter
+from service.metrics import Metrics
+from service.state import CachedControls
+from service.twilio_voice import dial_twiml, refusal_twiml
+
+REFUSAL_MESSAGE = "This call cannot be placed."
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    from_field: str
+    to_field: str
+    request_id: str
+    client_ip: str
+
+
+class OutgoingCalls:
+    """Decides outgoing calls; fails closed (raises ``Unavailable``) without its state."""
+
+    def __init__(
+        self,
+        *,
+        dial_policy: DialPolicy | None,
+        caller_id: str | None,
+        controls: CachedControls,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self._dial_policy = dial_policy
+        self._caller_id = caller_id
+        self._controls = controls
+        self._limiter = limiter
+        self._audit = audit
+        self._metrics = metrics
+        self._clock = clock
+
+    def answer(self, call: CallRequest) -> str:
+        """The TwiML for this call: dial, or refuse; audited either way."""
+        identity = caller_identity(call.from_field)
+        reason = None
+        decision = None
+        if identity is None:
+            reason = "caller is not a Voice client identity"
+        elif self._controls.current().revoked_at(identity, None) is not None:
+            reason = "caller identity is revoked"
+        else:
+            decision = decide_call(self._dial_policy, call.to_field)
+            if not isinstance(decision, CallAllowed):
+                reason = decision.reason
+            else:
+                try:
+                    self._limiter.spend_call(identity)
+                except RateLimited:
+                    reason = "call budget exhausted"
+        self._audit.record(
+            AuditRecord(
+                decision="call_refused" if reason else "call_allowed",
+                request_id=call.request_id,
+                client_ip=call.client_ip,
+                at=self._clock(),
+                reason=reason,
+                identity=identity,
+                destination=call.to_field[:64] or None,
+            )
+        )
+        self._metrics.call(allowed=reason is None)
+        if reason is not None or not isinstance(decision, CallAllowed):
+            return refusal_twiml(REFUSAL_MESSAGE)
+        return dial_twiml(number=decision.number, client=decision.client, caller_id=self._caller_id)

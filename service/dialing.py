@@ -1,0 +1,102 @@
+"""May this client call there? The dial policy of the policy file's ``[dial]`` table.
+
+Deny by default: without ``[dial]`` no call leaves. A destination is an E.164 number
+under an allowed prefix and under no blocked prefix (blocked wins: premium and
+high-risk ranges), or ``client:IDENTITY`` for an identity the patterns allow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from service.limits import valid_budget
+from service.patterns import glob_match
+from service.twilio_rules import VOICE_IDENTITY
+
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+CLIENT_PREFIX = "client:"
+
+
+@dataclass(frozen=True)
+class DialPolicy:
+    allowed_prefixes: tuple[str, ...] = ()
+    blocked_prefixes: tuple[str, ...] = ()
+    client_identities: tuple[str, ...] = ()
+    calls_per_identity: str | None = None
+
+
+@dataclass(frozen=True)
+class CallAllowed:
+    number: str | None = None
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class CallRefused:
+    reason: str
+
+
+CallDecision = CallAllowed | CallRefused
+
+
+def caller_identity(from_field: str) -> str | None:
+    """The identity of a ``client:IDENTITY`` caller, or None for anything else."""
+    if not from_field.startswith(CLIENT_PREFIX):
+        return None
+    identity = from_field[len(CLIENT_PREFIX) :]
+    return identity if VOICE_IDENTITY.fullmatch(identity) else None
+
+
+def decide_call(policy: DialPolicy | None, destination: str) -> CallDecision:
+    """Where the call may go, or why not (the budget is checked by the caller)."""
+    if policy is None:
+        return CallRefused("no dial policy: outgoing calls are off")
+    if destination.startswith(CLIENT_PREFIX):
+        target = destination[len(CLIENT_PREFIX) :]
+        if not VOICE_IDENTITY.fullmatch(target):
+            return CallRefused("malformed client identity")
+        if not any(glob_match(pattern.split("*"), target) for pattern in policy.client_identities):
+            return CallRefused("client-to-client call to an identity no rule allows")
+        return CallAllowed(client=target)
+    if not E164.fullmatch(destination):
+        return CallRefused("malformed number")
+    if any(destination.startswith(prefix) for prefix in policy.blocked_prefixes):
+        return CallRefused("blocked prefix (premium or high-risk)")
+    if not any(destination.startswith(prefix) for prefix in policy.allowed_prefixes):
+        return CallRefused("country not allowed")
+    return CallAllowed(number=destination)
+
+
+def parse_dial(table: Mapping[str, object]) -> tuple[DialPolicy, list[str]]:
+    """A ``[dial]`` table, and every problem in it."""
+    problems = []
+    known = {"allowed_prefixes", "blocked_prefixes", "client_identities", "calls_per_identity"}
+    problems += [f"unknown key {key!r} in [dial]" for key in sorted(set(table) - known)]
+    values: dict[str, tuple[str, ...]] = {}
+    for key in ("allowed_prefixes", "blocked_prefixes"):
+        raw = table.get(key, [])
+        if not isinstance(raw, list) or not all(
+            isinstance(p, str) and re.fullmatch(r"\+[0-9]{1,15}", p) for p in raw
+        ):
+            problems.append(f"[dial].{key} must be a list of prefixes such as '+1' or '+1900'")
+            raw = []
+        values[key] = tuple(raw)
+    identities = table.get("client_identities", [])
+    if not isinstance(identities, list) or not all(
+        isinstance(p, str) and re.fullmatch(r"[A-Za-z0-9_*]{1,121}", p) for p in identities
+    ):
+        problems.append("[dial].client_identities must be identity patterns such as 'agent_*'")
+        identities = []
+    budget = table.get("calls_per_identity")
+    if budget is not None and not (isinstance(budget, str) and valid_budget(budget)):
+        problems.append("[dial].calls_per_identity must look like '20/hour'")
+        budget = None
+    policy = DialPolicy(
+        allowed_prefixes=values["allowed_prefixes"],
+        blocked_prefixes=values["blocked_prefixes"],
+        client_identities=tuple(identities),
+        calls_per_identity=budget,
+    )
+    return policy, problems

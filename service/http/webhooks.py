@@ -1,0 +1,39 @@
+"""Twilio's webhooks: only signed requests get an answer, and the answer is TwiML."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Request, Response, current_app, g, request
+
+from service.calls import CallRequest
+from service.errors import InvalidSignature
+from service.http import broker
+from service.settings import Settings
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+def signed_url(settings: Settings, incoming: Request) -> str:
+    """The URL Twilio signed: ``BROKER_PUBLIC_URL`` plus the path, behind a proxy."""
+    if not settings.public_url:
+        return incoming.url
+    query = incoming.query_string.decode("latin-1")
+    return settings.public_url.rstrip("/") + incoming.path + (f"?{query}" if query else "")
+
+
+@blueprint.post("/v1/twilio/voice")
+def voice() -> Response:
+    found = broker(current_app)
+    form = request.form
+    if not found.signatures.valid(
+        signed_url(found.settings, request), form, request.headers.get("X-Twilio-Signature")
+    ):
+        raise InvalidSignature("missing or wrong X-Twilio-Signature")
+    twiml = found.calls.answer(
+        CallRequest(
+            from_field=form.get("From", ""),
+            to_field=form.get("To", ""),
+            request_id=g.request_id,
+            client_ip=request.remote_addr or "",
+        )
+    )
+    return Response(twiml, mimetype="application/xml")

@@ -1,0 +1,195 @@
+"""The Voice webhook: signed by Twilio or refused; calls dialled only as the dial policy says."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+
+from service import create_app
+from service.cli import main
+from service.configuration import load_configuration
+from service.errors import ConfigurationError
+from service.policy import Policy
+from tests import support
+
+DIAL = """
+[dial]
+allowed_prefixes = ["+1", "+44"]
+blocked_prefixes = ["+1900", "+44870"]
+client_identities = ["agent_*"]
+calls_per_identity = "3/hour"
+"""
+CALLER_ID = "+15005550006"
+URL = "http://localhost/v1/twilio/voice"
+
+
+@pytest.fixture
+def voice_environ(environ: dict[str, str], policy_file: Path) -> dict[str, str]:
+    policy_file.write_text(policy_file.read_text() + DIAL)
+    return {**environ, "TWILIO_CALLER_ID": CALLER_ID}
+
+
+def build(environment: dict[str, str], tmp_path: Path, audit: io.StringIO) -> FlaskClient:
+    configuration = load_configuration(environment, dotenv_file=tmp_path / "none")
+    return create_app(configuration, audit_stream=audit).test_client()
+
+
+@pytest.fixture
+def voice(voice_environ: dict[str, str], tmp_path: Path, audit_stream: io.StringIO) -> FlaskClient:
+    return build(voice_environ, tmp_path, audit_stream)
+
+
+def signed(
+    params: dict[str, str], url: str = URL, token: str = support.AUTH_TOKEN
+) -> dict[str, str]:
+    """The header Twilio sends: HMAC-SHA1 over the URL and the sorted parameters."""
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}
+
+
+def call(
+    client: FlaskClient, params: dict[str, str], headers: dict[str, str], **options: Any
+) -> Any:
+    return client.post("/v1/twilio/voice", data=params, headers=headers, **options)
+
+
+ALICE_TO_US = {"From": "client:alice", "To": "+15551234567", "CallSid": "CA" + "0" * 32}
+
+
+def test_a_signed_allowed_call_is_dialled_with_our_caller_id(voice: FlaskClient) -> None:
+    response = call(voice, ALICE_TO_US, signed(ALICE_TO_US))
+    assert response.status_code == 200
+    assert response.mimetype == "application/xml"
+    twiml = response.get_data(as_text=True)
+    assert f'<Dial callerId="{CALLER_ID}"><Number>+15551234567</Number></Dial>' in twiml
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no signature header at all
+        {"X-Twilio-Signature": "not-a-signature"},
+        signed(ALICE_TO_US, token="0" * 32),  # signed with another account's token
+        signed(ALICE_TO_US, url="http://localhost/v1/twilio/voice/incoming"),  # replayed here
+        signed({**ALICE_TO_US, "To": "+15550000000"}),  # a parameter changed after signing
+    ],
+)
+def test_unsigned_or_wrongly_signed_requests_get_no_dial(
+    voice: FlaskClient, headers: dict[str, str]
+) -> None:
+    response = call(voice, ALICE_TO_US, headers)
+    assert response.status_code == 403
+    assert response.get_json()["code"] == "invalid_signature"
+    assert "<Dial" not in response.get_data(as_text=True)
+
+
+def test_the_secondary_auth_token_works_during_rotation(
+    voice_environ: dict[str, str], tmp_path: Path, audit_stream: io.StringIO
+) -> None:
+    secondary = "e" * 32
+    client = build(
+        {**voice_environ, "TWILIO_AUTH_TOKEN_SECONDARY": secondary}, tmp_path, audit_stream
+    )
+    assert call(client, ALICE_TO_US, signed(ALICE_TO_US, token=secondary)).status_code == 200
+    assert call(client, ALICE_TO_US, signed(ALICE_TO_US)).status_code == 200
+
+
+def test_behind_a_proxy_the_public_url_is_what_twilio_signed(
+    voice_environ: dict[str, str], tmp_path: Path, audit_stream: io.StringIO
+) -> None:
+    public = "https://broker.example.test"
+    client = build({**voice_environ, "BROKER_PUBLIC_URL": public}, tmp_path, audit_stream)
+    headers = signed(ALICE_TO_US, url=f"{public}/v1/twilio/voice")
+    assert call(client, ALICE_TO_US, headers, base_url="http://10.0.0.5:8000").status_code == 200
+    assert call(client, ALICE_TO_US, signed(ALICE_TO_US)).status_code == 403  # internal URL
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected", "reason"),
+    [
+        ("+447700900123", "<Number>+447700900123</Number>", None),
+        ("+33612345678", None, "country not allowed"),
+        ("+19005551234", None, "blocked prefix (premium or high-risk)"),
+        ("+448701234567", None, "blocked prefix (premium or high-risk)"),
+        ("12345", None, "malformed number"),
+        ("+1555abc", None, "malformed number"),
+        ("client:agent_7", "<Client>agent_7</Client>", None),
+        ("client:bob", None, "client-to-client call to an identity no rule allows"),
+        ("client:bad identity", None, "malformed client identity"),
+    ],
+)
+def test_dial_policy(
+    voice: FlaskClient,
+    audit_stream: io.StringIO,
+    destination: str,
+    expected: str | None,
+    reason: str | None,
+) -> None:
+    params = {"From": "client:alice", "To": destination}
+    twiml = call(voice, params, signed(params)).get_data(as_text=True)
+    [record] = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    if expected:
+        assert expected in twiml
+        assert record["decision"] == "call_allowed"
+    else:
+        assert "<Dial" not in twiml
+        assert "<Hangup" in twiml
+        assert record["decision"] == "call_refused"
+        assert record["reason"] == reason
+
+
+def test_the_call_budget_and_callers_that_may_not_call(
+    voice: FlaskClient, audit_stream: io.StringIO
+) -> None:
+    for _ in range(3):
+        assert "<Dial" in call(voice, ALICE_TO_US, signed(ALICE_TO_US)).get_data(as_text=True)
+    assert "<Dial" not in call(voice, ALICE_TO_US, signed(ALICE_TO_US)).get_data(as_text=True)
+    phone = {"From": "+15557654321", "To": "+15551234567"}  # not a Voice SDK client
+    assert "<Dial" not in call(voice, phone, signed(phone)).get_data(as_text=True)
+    reasons = [json.loads(line).get("reason") for line in audit_stream.getvalue().splitlines()]
+    assert "call budget exhausted" in reasons
+    assert "caller is not a Voice client identity" in reasons
+    metrics = voice.get("/metrics").get_data(as_text=True)
+    assert 'token_broker_calls_total{outcome="allowed"} 3.0' in metrics
+
+
+def test_revoked_identities_cannot_call(
+    voice_environ: dict[str, str], tmp_path: Path, audit_stream: io.StringIO
+) -> None:
+    assert (
+        CliRunner().invoke(main, ["revoke", "--identity", "carol"], env=voice_environ).exit_code
+        == 0
+    )
+    client = build(voice_environ, tmp_path, audit_stream)  # a fresh app reads the revocation
+    carol = {"From": "client:carol", "To": "+15551234567"}
+    assert "<Dial" not in call(client, carol, signed(carol)).get_data(as_text=True)
+    assert (
+        json.loads(audit_stream.getvalue().splitlines()[-1])["reason"]
+        == "caller identity is revoked"
+    )
+
+
+def test_without_a_dial_policy_no_call_leaves(client: FlaskClient) -> None:
+    twiml = call(client, ALICE_TO_US, signed(ALICE_TO_US)).get_data(as_text=True)
+    assert "<Dial" not in twiml
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[dial]\nallowed_prefixes = ["1"]',
+        '[dial]\nblocked_prefixes = "+1900"',
+        '[dial]\nclient_identities = ["bad identity"]',
+        '[dial]\ncalls_per_identity = "lots"',
+        "[dial]\nsurprise = 1",
+    ],
+)
+def test_malformed_dial_policy_is_a_startup_error(table: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Policy.from_toml(table)
