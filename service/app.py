@@ -28,6 +28,7 @@ from service.signing_keys import SigningKeySource
 from service.state import CachedControls, open_store
 from service.token_request import MAX_BODY_BYTES
 from service.twilio_voice import SignatureChecker
+from service.usage_alerts import UsageAlerts
 
 
 def create_app(
@@ -94,8 +95,16 @@ def create_app(
     signatures = SignatureChecker(
         [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
     )
+    usage_alerts = UsageAlerts(
+        store=store, scope=policy.usage_alert_pauses, audit=audit, metrics=metrics, clock=clock
+    )
     app.extensions[EXTENSION_KEY] = Broker(
-        settings=settings, issuer=issuer, metrics=metrics, calls=calls, signatures=signatures
+        settings=settings,
+        issuer=issuer,
+        metrics=metrics,
+        calls=calls,
+        signatures=signatures,
+        usage_alerts=usage_alerts,
     )
 
     @app.before_request

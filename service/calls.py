@@ -57,9 +57,12 @@ class OutgoingCalls:
         identity = caller_identity(call.from_field)
         reason = None
         decision = None
+        controls = self._controls.current()
         if identity is None:
             reason = "caller is not a Voice client identity"
-        elif self._controls.current().revoked_at(identity, None) is not None:
+        elif controls.pause is not None or controls.voice_outgoing_pause is not None:
+            reason = "outgoing calls are paused"
+        elif controls.revoked_at(identity, None) is not None:
             reason = "caller identity is revoked"
         else:
             decision = decide_call(self._dial_policy, call.to_field)

@@ -30,7 +30,7 @@ from service.limits import RateLimiter
 from service.metrics import Metrics
 from service.minting import IssuedToken, Minter, token_fingerprint
 from service.policy import Allowed, DenialCode, Policy
-from service.state import CachedControls, Pause
+from service.state import CachedControls, Controls, Pause
 from service.token_request import TokenRequest, parse_token_request
 
 _DENIALS: Mapping[DenialCode, type[RequestRefused]] = {
@@ -80,7 +80,7 @@ class TokenIssuer:
             request = parse_token_request(body)
             caller = self._authenticate(authorization, context.client_ip)
             caller = self._resolve_identity(caller, request)
-            self._check_controls(caller)
+            controls = self._check_controls(caller)
             self._check_push_names(request)
             decision = self._policy.decide(
                 caller.identity,
@@ -92,6 +92,10 @@ class TokenIssuer:
                 raise _DENIALS[decision.code](decision.reason)
             plan = decision.plan
             outgoing = plan.voice is not None and plan.voice.outgoing
+            if outgoing and controls.voice_outgoing_pause is not None:
+                raise IssuancePaused(
+                    f"voice outgoing paused: {controls.voice_outgoing_pause.reason}"
+                )
             self._limiter.spend(
                 identity=plan.identity,
                 client=caller.client,
@@ -153,7 +157,7 @@ class TokenIssuer:
             self._limiter.record_authentication_failure(client_ip)
             raise
 
-    def _check_controls(self, caller: Caller) -> None:
+    def _check_controls(self, caller: Caller) -> Controls:
         controls = self._controls.current()
         self._metrics.set_paused(controls.pause is not None)
         if controls.pause is not None:
@@ -161,6 +165,7 @@ class TokenIssuer:
         revoked_at = controls.revoked_at(caller.identity, caller.client)
         if revoked_at is not None and caller.issued_at <= revoked_at:
             raise Revoked("session issued before its revocation")
+        return controls
 
     @staticmethod
     def _resolve_identity(caller: Caller, request: TokenRequest) -> Caller:

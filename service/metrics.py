@@ -65,6 +65,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self._usage_alerts = Counter(
+            "token_broker_usage_alerts",
+            "Usage-trigger callbacks that paused issuance.",
+            registry=self.registry,
+        )
         self._paused = Gauge(
             "token_broker_paused",
             "1 while issuance is paused by the operator.",
@@ -86,6 +91,9 @@ class Metrics:
 
     def call(self, *, allowed: bool) -> None:
         self._calls.labels("allowed" if allowed else "refused").inc()
+
+    def usage_alert(self) -> None:
+        self._usage_alerts.inc()
 
     def observe(self, endpoint: str, seconds: float) -> None:
         self._latency.labels(endpoint).observe(seconds)

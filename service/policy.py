@@ -23,6 +23,7 @@ from service.dialing import DialPolicy, parse_dial
 from service.errors import ConfigurationError
 from service.limits import valid_budget
 from service.patterns import glob_match
+from service.state import PauseScope
 from service.token_request import TokenRequest
 from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
 
@@ -169,6 +170,8 @@ class Policy:
     limits: Limits
     #: where Voice clients may call; None: nowhere (outgoing calls are refused)
     dial: DialPolicy | None = None
+    #: what a Twilio usage trigger's callback pauses: all issuance, or outgoing Voice only
+    usage_alert_pauses: PauseScope = "all"
 
     @property
     def gives_voice_outgoing(self) -> bool:
@@ -334,7 +337,9 @@ class _PolicyParser:
 
     def parse(self, document: Mapping[str, object]) -> Policy:
         self.unknown_keys(
-            document, {"tokens", "identity", "rules", "limits", "dial"}, "the top level"
+            document,
+            {"tokens", "identity", "rules", "limits", "dial", "usage_alert"},
+            "the top level",
         )
         tokens = self.table(document.get("tokens", {}), "[tokens]")
         self.unknown_keys(tokens, {"default_ttl", "max_ttl"}, "[tokens]")
@@ -366,6 +371,7 @@ class _PolicyParser:
             rules=rules,
             limits=self.limits(document.get("limits", {})),
             dial=self.dial(document.get("dial")),
+            usage_alert_pauses=self.usage_alert(document.get("usage_alert", {})),
         )
 
     def rule(self, raw: object, index: int, max_ttl: int) -> Rule:
@@ -460,6 +466,16 @@ class _PolicyParser:
         for problem in problems:
             self.problem(problem)
         return policy
+
+    def usage_alert(self, value: object) -> PauseScope:
+        table = self.table(value, "[usage_alert]")
+        self.unknown_keys(table, {"pauses"}, "[usage_alert]")
+        pauses = table.get("pauses", "all")
+        if pauses == "voice_outgoing":
+            return "voice_outgoing"
+        if pauses != "all":
+            self.problem("[usage_alert].pauses must be 'all' or 'voice_outgoing'")
+        return "all"
 
     def limits(self, value: object) -> Limits:
         table = self.table(value, "[limits]")

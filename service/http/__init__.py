@@ -11,6 +11,7 @@ from service.issuer import TokenIssuer
 from service.metrics import Metrics
 from service.settings import Settings
 from service.twilio_voice import SignatureChecker
+from service.usage_alerts import UsageAlerts
 
 EXTENSION_KEY = "token_broker"
 
@@ -24,6 +25,7 @@ class Broker:
     metrics: Metrics
     calls: OutgoingCalls
     signatures: SignatureChecker
+    usage_alerts: UsageAlerts
 
 
 def broker(app: Flask) -> Broker:

@@ -124,6 +124,24 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/v1/twilio/usage-alert": {
+            "post": {
+                "operationId": "usageAlertWebhook",
+                "summary": "A Twilio Usage Trigger's callback: pauses issuance until resumed.",
+                "description": "Signed by Twilio like every webhook. Pauses all issuance, or "
+                "only Voice tokens that can place calls, as the policy's [usage_alert] says.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}}
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Paused."},
+                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",

@@ -6,7 +6,7 @@ from flask import Blueprint, Request, Response, current_app, g, request
 
 from service.calls import CallRequest
 from service.errors import InvalidSignature
-from service.http import broker
+from service.http import Broker, broker
 from service.settings import Settings
 
 blueprint = Blueprint("webhooks", __name__)
@@ -20,14 +20,17 @@ def signed_url(settings: Settings, incoming: Request) -> str:
     return settings.public_url.rstrip("/") + incoming.path + (f"?{query}" if query else "")
 
 
+def _require_signature(found: Broker) -> None:
+    url = signed_url(found.settings, request)
+    if not found.signatures.valid(url, request.form, request.headers.get("X-Twilio-Signature")):
+        raise InvalidSignature("missing or wrong X-Twilio-Signature")
+
+
 @blueprint.post("/v1/twilio/voice")
 def voice() -> Response:
     found = broker(current_app)
+    _require_signature(found)
     form = request.form
-    if not found.signatures.valid(
-        signed_url(found.settings, request), form, request.headers.get("X-Twilio-Signature")
-    ):
-        raise InvalidSignature("missing or wrong X-Twilio-Signature")
     twiml = found.calls.answer(
         CallRequest(
             from_field=form.get("From", ""),
@@ -37,3 +40,13 @@ def voice() -> Response:
         )
     )
     return Response(twiml, mimetype="application/xml")
+
+
+@blueprint.post("/v1/twilio/usage-alert")
+def usage_alert() -> Response:
+    found = broker(current_app)
+    _require_signature(found)
+    found.usage_alerts.handle(
+        request.form, request_id=g.request_id, client_ip=request.remote_addr or ""
+    )
+    return Response(status=204)

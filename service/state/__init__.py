@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from limits.storage import MovingWindowSupport
 
@@ -22,6 +22,9 @@ from service.errors import ConfigurationError
 #: How stale the pause flag and revocations may be in one process (the "within one
 #: second" promise, with room for the request in flight).
 CONTROLS_MAX_AGE_SECONDS = 0.5
+
+
+PauseScope = Literal["all", "voice_outgoing"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Controls:
     pause: Pause | None
     #: "identity:NAME" or "client:ID" -> epoch seconds of the revocation
     revocations: Mapping[str, float]
+    #: a pause of Voice tokens that can place calls (and of the calls themselves) only
+    voice_outgoing_pause: Pause | None = None
 
     def revoked_at(self, identity: str, client: str | None) -> float | None:
         """When the latest revocation that covers this identity or client happened."""
@@ -55,7 +60,7 @@ class StateStore(Protocol):
 
     def read_controls(self) -> Controls: ...
 
-    def pause(self, reason: str, at: datetime) -> None: ...
+    def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None: ...
 
     def resume(self) -> None: ...
 

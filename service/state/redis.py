@@ -15,10 +15,11 @@ import redis
 from limits.storage import MovingWindowSupport, Storage, storage_from_string
 
 from service.errors import ConfigurationError, Unavailable
-from service.state import Controls, Pause
+from service.state import Controls, Pause, PauseScope
 
 PREFIX = "{token-broker}:"
 PAUSE_KEY = PREFIX + "pause"
+VOICE_PAUSE_KEY = PREFIX + "pause:voice_outgoing"
 REVOCATIONS_KEY = PREFIX + "revocations"
 AUDIT_KEY = PREFIX + "audit"
 TIMEOUT_SECONDS = 0.5
@@ -59,23 +60,22 @@ class RedisStore:
             pipeline = self._client.pipeline(transaction=False)
             pipeline.hgetall(PAUSE_KEY)
             pipeline.hgetall(REVOCATIONS_KEY)
-            pause_fields, revocations = pipeline.execute()
+            pipeline.hgetall(VOICE_PAUSE_KEY)
+            pause_fields, revocations, voice_fields = pipeline.execute()
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
-        pause = None
-        if pause_fields:
-            since = float(pause_fields[b"since"])
-            pause = Pause(pause_fields[b"reason"].decode(), datetime.fromtimestamp(since, UTC))
         return Controls(
-            pause=pause,
+            pause=_pause(pause_fields),
             revocations={key.decode(): float(value) for key, value in revocations.items()},
+            voice_outgoing_pause=_pause(voice_fields),
         )
 
-    def pause(self, reason: str, at: datetime) -> None:
-        self._call("hset", PAUSE_KEY, mapping={"reason": reason, "since": at.timestamp()})
+    def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None:
+        key = PAUSE_KEY if scope == "all" else VOICE_PAUSE_KEY
+        self._call("hset", key, mapping={"reason": reason, "since": at.timestamp()})
 
     def resume(self) -> None:
-        self._call("delete", PAUSE_KEY)
+        self._call("delete", PAUSE_KEY, VOICE_PAUSE_KEY)
 
     def revoke(self, subject: str, at: datetime) -> None:
         self._call("hset", REVOCATIONS_KEY, subject, at.timestamp())
@@ -98,3 +98,10 @@ class RedisStore:
 
     def limits_storage(self) -> MovingWindowSupport:
         return self._storage
+
+
+def _pause(fields: dict[bytes, bytes]) -> Pause | None:
+    if not fields:
+        return None
+    since = datetime.fromtimestamp(float(fields[b"since"]), UTC)
+    return Pause(fields[b"reason"].decode(), since)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from limits.storage import MovingWindowSupport
 
 from service.errors import ConfigurationError, Unavailable
-from service.state import Controls, Pause
+from service.state import Controls, Pause, PauseScope
 from service.state.local_windows import LocalWindows
 
 _SCHEMA = """
@@ -91,25 +91,28 @@ class SqliteStore:
             raise Unavailable("the SQLite state file cannot be used") from None
 
     def read_controls(self) -> Controls:
-        pause_rows = self._execute("SELECT reason, since FROM controls WHERE name = 'pause'")
-        pause = None
-        if pause_rows:
-            reason, since = pause_rows[0]
-            pause = Pause(str(reason), datetime.fromtimestamp(float(str(since)), UTC))
+        pauses = {
+            str(name): Pause(str(reason), datetime.fromtimestamp(float(str(since)), UTC))
+            for name, reason, since in self._execute("SELECT name, reason, since FROM controls")
+        }
         revocations = {
             str(subject): float(str(at))
             for subject, at in self._execute("SELECT subject, at FROM revocations")
         }
-        return Controls(pause=pause, revocations=revocations)
+        return Controls(
+            pause=pauses.get("all"),
+            revocations=revocations,
+            voice_outgoing_pause=pauses.get("voice_outgoing"),
+        )
 
-    def pause(self, reason: str, at: datetime) -> None:
+    def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None:
         self._execute(
-            "INSERT OR REPLACE INTO controls (name, reason, since) VALUES ('pause', ?, ?)",
-            (reason, at.timestamp()),
+            "INSERT OR REPLACE INTO controls (name, reason, since) VALUES (?, ?, ?)",
+            (scope, reason, at.timestamp()),
         )
 
     def resume(self) -> None:
-        self._execute("DELETE FROM controls WHERE name = 'pause'")
+        self._execute("DELETE FROM controls")
 
     def revoke(self, subject: str, at: datetime) -> None:
         self._execute(
