@@ -15,7 +15,7 @@ from service.callers import Authenticator, IssuerVerifier
 from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import oidc_verifier
-from service.calls import OutgoingCalls
+from service.calls import VoiceCalls
 from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
@@ -83,8 +83,9 @@ def create_app(
         metrics=metrics,
         clock=clock,
     )
-    calls = OutgoingCalls(
+    calls = VoiceCalls(
         dial_policy=policy.dial,
+        incoming=policy.incoming,
         caller_id=settings.caller_id,
         controls=controls,
         limiter=limiter,

@@ -8,6 +8,7 @@ audited and counted; the answer is TwiML: a ``<Dial>``, or a short refusal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.audit import AuditLog, AuditRecord
@@ -30,13 +31,17 @@ class CallRequest:
     client_ip: str
 
 
-class OutgoingCalls:
-    """Decides outgoing calls; fails closed (raises ``Unavailable``) without its state."""
+class VoiceCalls:
+    """Decides calls: outgoing ones by the dial policy, inbound ones by ``[incoming]``.
+
+    Fails closed (raises ``Unavailable``) when its state cannot be read.
+    """
 
     def __init__(
         self,
         *,
         dial_policy: DialPolicy | None,
+        incoming: Mapping[str, tuple[str, ...]],
         caller_id: str | None,
         controls: CachedControls,
         limiter: RateLimiter,
@@ -45,6 +50,7 @@ class OutgoingCalls:
         clock: Clock,
     ) -> None:
         self._dial_policy = dial_policy
+        self._incoming = incoming
         self._caller_id = caller_id
         self._controls = controls
         self._limiter = limiter
@@ -87,4 +93,28 @@ class OutgoingCalls:
         self._metrics.call(allowed=reason is None)
         if reason is not None or not isinstance(decision, CallAllowed):
             return refusal_twiml(REFUSAL_MESSAGE)
-        return dial_twiml(number=decision.number, client=decision.client, caller_id=self._caller_id)
+        clients = (decision.client,) if decision.client else ()
+        return dial_twiml(number=decision.number, clients=clients, caller_id=self._caller_id)
+
+    def route_incoming(self, call: CallRequest) -> str:
+        """Ring the identities configured for the number called; never "whoever is online"."""
+        controls = self._controls.current()
+        targets = [
+            identity
+            for identity in self._incoming.get(call.to_field, ())
+            if controls.revoked_at(identity, None) is None
+        ]
+        reason = None if targets else "no identity is routed for this number"
+        self._audit.record(
+            AuditRecord(
+                decision="call_refused" if reason else "call_allowed",
+                request_id=call.request_id,
+                client_ip=call.client_ip,
+                at=self._clock(),
+                reason=reason,
+                identity=",".join(targets) or None,
+                destination=call.to_field[:64] or None,
+            )
+        )
+        self._metrics.call(allowed=reason is None)
+        return dial_twiml(clients=targets) if targets else refusal_twiml(REFUSAL_MESSAGE)

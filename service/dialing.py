@@ -100,3 +100,29 @@ def parse_dial(table: Mapping[str, object]) -> tuple[DialPolicy, list[str]]:
         calls_per_identity=budget,
     )
     return policy, problems
+
+
+def parse_incoming(table: Mapping[str, object]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """``[incoming]``: which identities an inbound call on each of our numbers rings."""
+    problems = []
+    numbers = table.get("numbers", {})
+    problems += [f"unknown key {key!r} in [incoming]" for key in sorted(set(table) - {"numbers"})]
+    routes: dict[str, tuple[str, ...]] = {}
+    if not isinstance(numbers, dict):
+        return routes, [*problems, "[incoming].numbers must be a table of number = [identities]"]
+    for number, identities in numbers.items():
+        if (
+            not E164.fullmatch(number)
+            or not isinstance(identities, list)
+            or not identities
+            or not all(
+                isinstance(identity, str) and VOICE_IDENTITY.fullmatch(identity)
+                for identity in identities
+            )
+        ):
+            problems.append(
+                f"[incoming].numbers: {number!r} must map an E.164 number to identities"
+            )
+            continue
+        routes[number] = tuple(identities)
+    return routes, problems

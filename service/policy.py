@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeGuard
 
-from service.dialing import DialPolicy, parse_dial
+from service.dialing import DialPolicy, parse_dial, parse_incoming
 from service.errors import ConfigurationError
 from service.limits import valid_budget
 from service.patterns import glob_match
@@ -172,6 +172,8 @@ class Policy:
     dial: DialPolicy | None = None
     #: what a Twilio usage trigger's callback pauses: all issuance, or outgoing Voice only
     usage_alert_pauses: PauseScope = "all"
+    #: our numbers -> the identities an inbound call on each rings
+    incoming: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def gives_voice_outgoing(self) -> bool:
@@ -338,7 +340,7 @@ class _PolicyParser:
     def parse(self, document: Mapping[str, object]) -> Policy:
         self.unknown_keys(
             document,
-            {"tokens", "identity", "rules", "limits", "dial", "usage_alert"},
+            {"tokens", "identity", "rules", "limits", "dial", "usage_alert", "incoming"},
             "the top level",
         )
         tokens = self.table(document.get("tokens", {}), "[tokens]")
@@ -372,6 +374,7 @@ class _PolicyParser:
             limits=self.limits(document.get("limits", {})),
             dial=self.dial(document.get("dial")),
             usage_alert_pauses=self.usage_alert(document.get("usage_alert", {})),
+            incoming=self.incoming(document.get("incoming", {})),
         )
 
     def rule(self, raw: object, index: int, max_ttl: int) -> Rule:
@@ -466,6 +469,12 @@ class _PolicyParser:
         for problem in problems:
             self.problem(problem)
         return policy
+
+    def incoming(self, value: object) -> dict[str, tuple[str, ...]]:
+        routes, problems = parse_incoming(self.table(value, "[incoming]"))
+        for problem in problems:
+            self.problem(problem)
+        return routes
 
     def usage_alert(self, value: object) -> PauseScope:
         table = self.table(value, "[usage_alert]")

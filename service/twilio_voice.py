@@ -30,14 +30,14 @@ class SignatureChecker:
 
 
 def dial_twiml(
-    *, number: str | None = None, client: str | None = None, caller_id: str | None
+    *, number: str | None = None, clients: Sequence[str] = (), caller_id: str | None = None
 ) -> str:
-    """``<Dial>`` one number (with our caller ID) or one client identity."""
+    """``<Dial>`` one number (with our caller ID), or client identities (ringing together)."""
     response = VoiceResponse()
     dial = Dial(caller_id=caller_id) if caller_id and number else Dial()
     if number is not None:
         dial.number(number)
-    elif client is not None:
+    for client in clients:
         dial.client(client)
     response.append(dial)
     return str(response)

@@ -193,3 +193,77 @@ def test_without_a_dial_policy_no_call_leaves(client: FlaskClient) -> None:
 def test_malformed_dial_policy_is_a_startup_error(table: str) -> None:
     with pytest.raises(ConfigurationError):
         Policy.from_toml(table)
+
+
+INCOMING = """
+[incoming]
+numbers = { "+15005550006" = ["agent_1", "agent_2"] }
+"""
+INCOMING_URL = "http://localhost/v1/twilio/voice/incoming"
+
+
+@pytest.fixture
+def inbound(
+    voice_environ: dict[str, str], policy_file: Path, tmp_path: Path, audit_stream: io.StringIO
+) -> FlaskClient:
+    policy_file.write_text(policy_file.read_text() + INCOMING)
+    return build(voice_environ, tmp_path, audit_stream)
+
+
+def test_inbound_calls_ring_the_identities_policy_names(inbound: FlaskClient) -> None:
+    params = {"From": "+15551230000", "To": "+15005550006"}
+    twiml = inbound.post(
+        "/v1/twilio/voice/incoming", data=params, headers=signed(params, url=INCOMING_URL)
+    ).get_data(as_text=True)
+    assert "<Dial><Client>agent_1</Client><Client>agent_2</Client></Dial>" in twiml
+
+
+def test_inbound_calls_to_other_numbers_ring_nobody(inbound: FlaskClient) -> None:
+    params = {"From": "+15551230000", "To": "+15009999999"}
+    twiml = inbound.post(
+        "/v1/twilio/voice/incoming", data=params, headers=signed(params, url=INCOMING_URL)
+    ).get_data(as_text=True)
+    assert "<Dial" not in twiml
+
+
+def test_inbound_skips_revoked_identities(
+    voice_environ: dict[str, str], policy_file: Path, tmp_path: Path, audit_stream: io.StringIO
+) -> None:
+    policy_file.write_text(policy_file.read_text() + INCOMING)
+    assert (
+        CliRunner().invoke(main, ["revoke", "--identity", "agent_1"], env=voice_environ).exit_code
+        == 0
+    )
+    client = build(voice_environ, tmp_path, audit_stream)
+    params = {"From": "+15551230000", "To": "+15005550006"}
+    twiml = client.post(
+        "/v1/twilio/voice/incoming", data=params, headers=signed(params, url=INCOMING_URL)
+    ).get_data(as_text=True)
+    assert "<Client>agent_1</Client>" not in twiml
+    assert "<Client>agent_2</Client>" in twiml
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Twilio-Signature": "forged"}, signed({"From": "+1", "To": "+15005550006"}, url=URL)],
+)
+def test_inbound_requires_a_signature_for_its_own_url(
+    inbound: FlaskClient, headers: dict[str, str]
+) -> None:
+    params = {"From": "+1", "To": "+15005550006"}
+    response = inbound.post("/v1/twilio/voice/incoming", data=params, headers=headers)
+    assert response.status_code == 403
+    assert "<Dial" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[incoming]\nnumbers = { "5551234" = ["a"] }',
+        '[incoming]\nnumbers = { "+15005550006" = [] }',
+        "[incoming]\nother = 1",
+    ],
+)
+def test_malformed_incoming_routes_are_a_startup_error(table: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Policy.from_toml(table)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.calls import OutgoingCalls
+from service.calls import VoiceCalls
 from service.issuer import TokenIssuer
 from service.metrics import Metrics
 from service.settings import Settings
@@ -23,7 +23,7 @@ class Broker:
     settings: Settings
     issuer: TokenIssuer
     metrics: Metrics
-    calls: OutgoingCalls
+    calls: VoiceCalls
     signatures: SignatureChecker
     usage_alerts: UsageAlerts
 

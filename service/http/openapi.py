@@ -124,6 +124,34 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/v1/twilio/voice/incoming": {
+            "post": {
+                "operationId": "voiceIncomingWebhook",
+                "summary": "An inbound call on one of our numbers: rings the identities the "
+                "policy's [incoming] table names for it (never whoever fetched a token last).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "From": {"type": "string"},
+                                    "To": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "TwiML.",
+                        "content": {"application/xml": {"schema": {"type": "string"}}},
+                    },
+                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+                },
+            }
+        },
         "/v1/twilio/usage-alert": {
             "post": {
                 "operationId": "usageAlertWebhook",

@@ -30,16 +30,26 @@ def _require_signature(found: Broker) -> None:
 def voice() -> Response:
     found = broker(current_app)
     _require_signature(found)
-    form = request.form
-    twiml = found.calls.answer(
-        CallRequest(
-            from_field=form.get("From", ""),
-            to_field=form.get("To", ""),
-            request_id=g.request_id,
-            client_ip=request.remote_addr or "",
-        )
-    )
+    twiml = found.calls.answer(_call_request())
     return Response(twiml, mimetype="application/xml")
+
+
+@blueprint.post("/v1/twilio/voice/incoming")
+def voice_incoming() -> Response:
+    found = broker(current_app)
+    _require_signature(found)
+    twiml = found.calls.route_incoming(_call_request())
+    return Response(twiml, mimetype="application/xml")
+
+
+def _call_request() -> CallRequest:
+    form = request.form
+    return CallRequest(
+        from_field=form.get("From", ""),
+        to_field=form.get("To", ""),
+        request_id=g.request_id,
+        client_ip=request.remote_addr or "",
+    )
 
 
 @blueprint.post("/v1/twilio/usage-alert")
