@@ -11,6 +11,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -27,7 +28,7 @@ from service.inspection import inspect_token
 from service.minting import SigningKey
 from service.settings import Settings
 from service.state import StateStore, open_store
-from service.twilio_admin import TwilioApiError, TwilioKeys
+from service.twilio_admin import TwilioApiError, TwilioKeys, TwilioUsage
 
 FAKE_CREDENTIALS_NOTICE = (
     "Twilio credentials: FAKE (generated for a first run). Tokens are well-formed, "
@@ -398,6 +399,53 @@ def keys_delete(
     client = TwilioKeys(account_sid, auth_token, api_base_url=api_base_url)
     _twilio_call(lambda: client.delete(sid))
     click.echo(f"deleted {sid}")
+
+
+@main.command("usage")
+@_admin_options
+def usage(account_sid: str, auth_token: str, api_base_url: str | None) -> None:
+    """Today's and this month's spend by category against the policy's [usage] thresholds.
+
+    Exits 1 when a threshold is exceeded (for cron), 0 otherwise.
+    """
+    thresholds = _configuration().policy.usage_thresholds
+    client = TwilioUsage(account_sid, auth_token, api_base_url=api_base_url)
+    exceeded = []
+    for period in ("today", "this_month"):
+        for record in _twilio_call(partial(client.records, period)):
+            limit = thresholds.get(period, {}).get(record.category)
+            over = limit is not None and record.price > limit
+            if over:
+                exceeded.append(f"{period} {record.category}")
+            mark = (
+                f"  OVER {limit}" if over else (f"  (limit {limit})" if limit is not None else "")
+            )
+            click.echo(
+                f"{period:<11}{record.category:<28}{record.price:>12} {record.price_unit}"
+                f"  {record.usage} {record.usage_unit}{mark}"
+            )
+    if exceeded:
+        click.echo("over threshold: " + ", ".join(exceeded), err=True)
+        sys.exit(1)
+
+
+@main.command("usage-trigger")
+@click.option(
+    "--category", required=True, help="A Twilio usage category, e.g. calls or totalprice."
+)
+@click.option("--value", required=True, help="The price at which it fires, e.g. 100.")
+@_admin_options
+def usage_trigger(
+    category: str, value: str, account_sid: str, auth_token: str, api_base_url: str | None
+) -> None:
+    """Create a daily Usage Trigger whose callback pauses issuance here."""
+    public_url = _configuration().settings.public_url
+    if not public_url:
+        _fail(["set BROKER_PUBLIC_URL: Twilio calls the trigger back there"])
+    callback = public_url.rstrip("/") + "/v1/twilio/usage-alert"
+    client = TwilioUsage(account_sid, auth_token, api_base_url=api_base_url)
+    sid = _twilio_call(lambda: client.create_trigger(category, value, callback))
+    click.echo(f"{sid} calls {callback} when {category} reaches {value}")
 
 
 def _active_key_sid() -> str | None:

@@ -16,6 +16,7 @@ import tomllib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal, TypeGuard
 
@@ -174,6 +175,8 @@ class Policy:
     usage_alert_pauses: PauseScope = "all"
     #: our numbers -> the identities an inbound call on each rings
     incoming: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: spend thresholds for `token-broker usage`: period -> usage category -> price
+    usage_thresholds: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
 
     @property
     def gives_voice_outgoing(self) -> bool:
@@ -340,7 +343,7 @@ class _PolicyParser:
     def parse(self, document: Mapping[str, object]) -> Policy:
         self.unknown_keys(
             document,
-            {"tokens", "identity", "rules", "limits", "dial", "usage_alert", "incoming"},
+            {"tokens", "identity", "rules", "limits", "dial", "usage_alert", "incoming", "usage"},
             "the top level",
         )
         tokens = self.table(document.get("tokens", {}), "[tokens]")
@@ -375,6 +378,7 @@ class _PolicyParser:
             dial=self.dial(document.get("dial")),
             usage_alert_pauses=self.usage_alert(document.get("usage_alert", {})),
             incoming=self.incoming(document.get("incoming", {})),
+            usage_thresholds=self.usage(document.get("usage", {})),
         )
 
     def rule(self, raw: object, index: int, max_ttl: int) -> Rule:
@@ -475,6 +479,19 @@ class _PolicyParser:
         for problem in problems:
             self.problem(problem)
         return routes
+
+    def usage(self, value: object) -> dict[str, dict[str, Decimal]]:
+        """``[usage] today = { calls = 50.0 }``, ``this_month = { totalprice = 500 }``."""
+        table = self.table(value, "[usage]")
+        self.unknown_keys(table, {"today", "this_month"}, "[usage]")
+        thresholds: dict[str, dict[str, Decimal]] = {}
+        for period in ("today", "this_month"):
+            for category, limit in self.table(table.get(period, {}), f"[usage].{period}").items():
+                if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
+                    self.problem(f"[usage].{period}.{category} must be a price, such as 50.0")
+                    continue
+                thresholds.setdefault(period, {})[category] = Decimal(str(limit))
+        return thresholds
 
     def usage_alert(self, value: object) -> PauseScope:
         table = self.table(value, "[usage_alert]")

@@ -1,14 +1,16 @@
-"""Twilio's REST API for operators: the account's API keys (the Keys resource).
+"""Twilio's REST API for operators: API keys, usage records and usage triggers.
 
-Only the ``token-broker keys`` command uses it, with credentials given to that command;
-the server never holds them. ``api_base_url`` points the twilio client at another host
-(a local emulator in tests) and keeps the request paths as Twilio's.
+Only the ``token-broker keys``, ``usage`` and ``usage-trigger`` commands use it, with
+credentials given to those commands; the server never holds them. ``api_base_url``
+points the twilio client at another host (a local emulator in tests) and keeps the
+request paths as Twilio's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,16 +56,72 @@ class _ToBaseUrl(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no typ
         )
 
 
+@dataclass(frozen=True)
+class UsageRecord:
+    category: str
+    price: Decimal
+    price_unit: str
+    usage: str
+    usage_unit: str
+
+
+def _account(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
+    http_client = _ToBaseUrl(api_base_url) if api_base_url else TwilioHttpClient(timeout=10)
+    return Client(account_sid, auth_token, http_client=http_client).api.v2010.accounts(account_sid)
+
+
+class TwilioUsage:
+    """Today's and this month's usage records; usage triggers that call us back."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str, *, api_base_url: str | None = None
+    ) -> None:
+        self._account = _account(account_sid, auth_token, api_base_url)
+
+    def __repr__(self) -> str:
+        return "TwilioUsage()"
+
+    def records(self, period: str) -> list[UsageRecord]:
+        """``period`` is ``today`` or ``this_month``."""
+        try:
+            found = getattr(self._account.usage.records, period).list()
+        except TwilioException as error:
+            raise TwilioApiError(str(error)) from None
+        return [
+            UsageRecord(
+                category=record.category or "",
+                price=Decimal(str(record.price or 0)),
+                price_unit=record.price_unit or "",
+                usage=record.usage or "",
+                usage_unit=record.usage_unit or "",
+            )
+            for record in found
+        ]
+
+    def create_trigger(self, category: str, value: str, callback_url: str) -> str:
+        """A daily trigger on ``category`` at ``value`` (a price) that calls us back."""
+        try:
+            trigger = self._account.usage.triggers.create(
+                callback_url=callback_url,
+                trigger_value=value,
+                usage_category=category,
+                callback_method="POST",
+                trigger_by="price",
+                recurring="daily",
+                friendly_name=f"token-broker: {category} over {value}",
+            )
+        except TwilioException as error:
+            raise TwilioApiError(str(error)) from None
+        return str(trigger.sid)
+
+
 class TwilioKeys:
     """List, create and delete the account's Standard API keys."""
 
     def __init__(
         self, account_sid: str, auth_token: str, *, api_base_url: str | None = None
     ) -> None:
-        http_client = _ToBaseUrl(api_base_url) if api_base_url else TwilioHttpClient(timeout=10)
-        self._account = Client(account_sid, auth_token, http_client=http_client).api.v2010.accounts(
-            account_sid
-        )
+        self._account = _account(account_sid, auth_token, api_base_url)
 
     def __repr__(self) -> str:
         return "TwilioKeys()"

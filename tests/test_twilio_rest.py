@@ -1,5 +1,5 @@
-"""token-broker keys: Twilio's Keys resource through the twilio client, against a local
-fake of those REST endpoints that speaks their wire format."""
+"""token-broker keys, usage and usage-trigger: Twilio's REST API through the twilio client,
+against a local fake of those endpoints that speaks their wire format."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from service.cli import main
+from service.errors import ConfigurationError
+from service.policy import Policy
 from tests import support
 
 ADMIN_SID = support.ACCOUNT_SID
@@ -33,6 +35,13 @@ class FakeTwilio:
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
     requests: list[str] = field(default_factory=list)
+    triggers: list[dict[str, str]] = field(default_factory=list)
+    spend: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "Today": {"calls": "60.00", "sms": "1.00"},
+            "ThisMonth": {"calls": "400.00", "sms": "12.00"},
+        }
+    )
 
 
 @pytest.fixture
@@ -64,7 +73,32 @@ def twilio() -> Iterator[FakeTwilio]:
             state.requests.append(f"GET {self.path}")
             if not self._authorized():
                 return
-            if self.path.split("?")[0] != f"{base}.json":
+            path = self.path.split("?")[0]
+            usage = f"/2010-04-01/Accounts/{ADMIN_SID}/Usage/Records/"
+            if path.startswith(usage):
+                period = path.removeprefix(usage).removesuffix(".json")
+                records = [
+                    {
+                        "account_sid": ADMIN_SID,
+                        "category": category,
+                        "price": price,
+                        "price_unit": "usd",
+                        "usage": "100",
+                        "usage_unit": "minutes",
+                        "count": "10",
+                        "count_unit": "calls",
+                        "description": category,
+                        "start_date": "2026-11-01",
+                        "end_date": "2026-11-28",
+                    }
+                    for category, price in state.spend[period].items()
+                ]
+                self._json(
+                    200,
+                    {"usage_records": records, "next_page_uri": None, "page": 0, "page_size": 50},
+                )
+                return
+            if path != f"{base}.json":
                 self._json(404, {"code": 20404, "message": "Not found", "status": 404})
                 return
             page = [self._key(k) for k in state.keys.values()]
@@ -88,6 +122,14 @@ def twilio() -> Iterator[FakeTwilio]:
             if not self._authorized():
                 return
             form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            if self.path.endswith("/Usage/Triggers.json"):
+                trigger = {key: values[0] for key, values in form.items()}
+                state.triggers.append(trigger)
+                self._json(
+                    201,
+                    {"sid": "UT" + os.urandom(16).hex(), "callback_url": trigger["CallbackUrl"]},
+                )
+                return
             sid = "SK" + os.urandom(16).hex()
             state.keys[sid] = {"sid": sid, "friendly_name": form.get("FriendlyName", [""])[0]}
             self._json(201, {**self._key(state.keys[sid]), "secret": "S" * 32})
@@ -125,9 +167,16 @@ def twilio() -> Iterator[FakeTwilio]:
 def keys(
     environ: dict[str, str], twilio: FakeTwilio, *arguments: str, token: str = ADMIN_TOKEN
 ) -> Result:
+    return admin(environ, twilio, "keys", *arguments, token=token)
+
+
+def admin(
+    environ: dict[str, str], twilio: FakeTwilio, *arguments: str, token: str = ADMIN_TOKEN
+) -> Result:
+    """Run a command that talks to Twilio's REST API, pointed at the fake."""
     return CliRunner().invoke(
         main,
-        ["keys", *arguments],
+        list(arguments),
         env={
             **environ,
             "TWILIO_ADMIN_ACCOUNT_SID": ADMIN_SID,
@@ -213,3 +262,56 @@ def test_twilio_errors_are_reported_not_raised(environ: dict[str, str], twilio: 
     assert "0" * 32 not in wrong.output
     missing = keys(environ, twilio, "delete", "SK" + "9" * 32)
     assert missing.exit_code == 3
+
+
+def _with_thresholds(environ: dict[str, str], tmp_path: Path, table: str) -> dict[str, str]:
+    policy = tmp_path / "usage-policy.toml"
+    policy.write_text(Path(environ["BROKER_POLICY_FILE"]).read_text() + table)
+    return {**environ, "BROKER_POLICY_FILE": str(policy)}
+
+
+def test_usage_under_thresholds_exits_zero(
+    environ: dict[str, str], twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    calm = _with_thresholds(
+        environ, tmp_path, "\n[usage]\ntoday = { calls = 100.0 }\nthis_month = { calls = 1000 }\n"
+    )
+    result = admin(calm, twilio, "usage")
+    assert result.exit_code == 0, result.output
+    assert "today      calls" in result.output
+    assert "60.00 usd" in result.output
+    assert f"GET /2010-04-01/Accounts/{ADMIN_SID}/Usage/Records/Today.json" in twilio.requests
+    assert f"GET /2010-04-01/Accounts/{ADMIN_SID}/Usage/Records/ThisMonth.json" in twilio.requests
+
+
+def test_usage_over_a_threshold_exits_non_zero(
+    environ: dict[str, str], twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    tight = _with_thresholds(environ, tmp_path, "\n[usage]\nthis_month = { calls = 300.0 }\n")
+    result = admin(tight, twilio, "usage")
+    assert result.exit_code == 1
+    assert "OVER 300" in result.output
+    assert "this_month calls" in result.output
+
+
+def test_usage_trigger_calls_back_the_usage_alert_endpoint(
+    environ: dict[str, str], twilio: FakeTwilio
+) -> None:
+    public = {**environ, "BROKER_PUBLIC_URL": "https://broker.example.test"}
+    result = admin(public, twilio, "usage-trigger", "--category", "calls", "--value", "100")
+    assert result.exit_code == 0, result.output
+    [trigger] = twilio.triggers
+    assert trigger["CallbackUrl"] == "https://broker.example.test/v1/twilio/usage-alert"
+    assert trigger["UsageCategory"] == "calls"
+    assert trigger["TriggerValue"] == "100"
+    assert trigger["CallbackMethod"] == "POST"
+    missing = admin(environ, twilio, "usage-trigger", "--category", "calls", "--value", "100")
+    assert missing.exit_code == 2
+    assert "BROKER_PUBLIC_URL" in missing.output
+
+
+def test_malformed_usage_thresholds_are_a_startup_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Policy.from_toml('[usage]\ntoday = { calls = "lots" }')
+    with pytest.raises(ConfigurationError):
+        Policy.from_toml("[usage]\nweekly = {}")
