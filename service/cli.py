@@ -429,13 +429,18 @@ def usage(account_sid: str, auth_token: str, api_base_url: str | None) -> None:
         sys.exit(1)
 
 
-@main.command("usage-trigger")
+@main.group("usage-trigger")
+def usage_trigger() -> None:
+    """Twilio Usage Triggers that pause issuance here when spend runs away."""
+
+
+@usage_trigger.command("create")
 @click.option(
     "--category", required=True, help="A Twilio usage category, e.g. calls or totalprice."
 )
 @click.option("--value", required=True, help="The price at which it fires, e.g. 100.")
 @_admin_options
-def usage_trigger(
+def usage_trigger_create(
     category: str, value: str, account_sid: str, auth_token: str, api_base_url: str | None
 ) -> None:
     """Create a daily Usage Trigger whose callback pauses issuance here."""

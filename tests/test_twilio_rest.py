@@ -298,14 +298,18 @@ def test_usage_trigger_calls_back_the_usage_alert_endpoint(
     environ: dict[str, str], twilio: FakeTwilio
 ) -> None:
     public = {**environ, "BROKER_PUBLIC_URL": "https://broker.example.test"}
-    result = admin(public, twilio, "usage-trigger", "--category", "calls", "--value", "100")
+    result = admin(
+        public, twilio, "usage-trigger", "create", "--category", "calls", "--value", "100"
+    )
     assert result.exit_code == 0, result.output
     [trigger] = twilio.triggers
     assert trigger["CallbackUrl"] == "https://broker.example.test/v1/twilio/usage-alert"
     assert trigger["UsageCategory"] == "calls"
     assert trigger["TriggerValue"] == "100"
     assert trigger["CallbackMethod"] == "POST"
-    missing = admin(environ, twilio, "usage-trigger", "--category", "calls", "--value", "100")
+    missing = admin(
+        environ, twilio, "usage-trigger", "create", "--category", "calls", "--value", "100"
+    )
     assert missing.exit_code == 2
     assert "BROKER_PUBLIC_URL" in missing.output
 
