@@ -79,18 +79,7 @@ class VoiceCalls:
                     self._limiter.spend_call(identity)
                 except RateLimited:
                     reason = "call budget exhausted"
-        self._audit.record(
-            AuditRecord(
-                decision="call_refused" if reason else "call_allowed",
-                request_id=call.request_id,
-                client_ip=call.client_ip,
-                at=self._clock(),
-                reason=reason,
-                identity=identity,
-                destination=call.to_field[:64] or None,
-            )
-        )
-        self._metrics.call(allowed=reason is None)
+        self._decided(call, reason, identity)
         if reason is not None or not isinstance(decision, CallAllowed):
             return refusal_twiml(REFUSAL_MESSAGE)
         clients = (decision.client,) if decision.client else ()
@@ -105,6 +94,11 @@ class VoiceCalls:
             if controls.revoked_at(identity, None) is None
         ]
         reason = None if targets else "no identity is routed for this number"
+        self._decided(call, reason, ",".join(targets) or None)
+        return dial_twiml(clients=targets) if targets else refusal_twiml(REFUSAL_MESSAGE)
+
+    def _decided(self, call: CallRequest, reason: str | None, identity: str | None) -> None:
+        """Audit and count one call decision (refused when there is a reason)."""
         self._audit.record(
             AuditRecord(
                 decision="call_refused" if reason else "call_allowed",
@@ -112,9 +106,8 @@ class VoiceCalls:
                 client_ip=call.client_ip,
                 at=self._clock(),
                 reason=reason,
-                identity=",".join(targets) or None,
+                identity=identity,
                 destination=call.to_field[:64] or None,
             )
         )
         self._metrics.call(allowed=reason is None)
-        return dial_twiml(clients=targets) if targets else refusal_twiml(REFUSAL_MESSAGE)

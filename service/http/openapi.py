@@ -39,6 +39,35 @@ def _problem_response(status: int) -> dict[str, Any]:
     }
 
 
+def _call_webhook(operation_id: str, summary: str, description: str) -> dict[str, Any]:
+    """A Twilio Voice webhook: a signed form in, TwiML out."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": description,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"From": {"type": "string"}, "To": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "TwiML.",
+                    "content": {"application/xml": {"schema": {"type": "string"}}},
+                },
+                **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+            },
+        }
+    }
+
+
 def _ops_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -94,64 +123,20 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             },
         },
-        "/v1/twilio/voice": {
-            "post": {
-                "operationId": "voiceWebhook",
-                "summary": "The TwiML app's Voice URL: Twilio asks where a client's call may go.",
-                "description": "Signed by Twilio (X-Twilio-Signature over BROKER_PUBLIC_URL "
-                "and the form). From must be client:IDENTITY; To a number or client:IDENTITY. "
-                "Answers TwiML: <Dial> when the dial policy allows, else a short refusal.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/x-www-form-urlencoded": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "From": {"type": "string"},
-                                    "To": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "TwiML.",
-                        "content": {"application/xml": {"schema": {"type": "string"}}},
-                    },
-                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
-                },
-            }
-        },
-        "/v1/twilio/voice/incoming": {
-            "post": {
-                "operationId": "voiceIncomingWebhook",
-                "summary": "An inbound call on one of our numbers: rings the identities the "
-                "policy's [incoming] table names for it (never whoever fetched a token last).",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/x-www-form-urlencoded": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "From": {"type": "string"},
-                                    "To": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "TwiML.",
-                        "content": {"application/xml": {"schema": {"type": "string"}}},
-                    },
-                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
-                },
-            }
-        },
+        "/v1/twilio/voice": _call_webhook(
+            "voiceWebhook",
+            "The TwiML app's Voice URL: Twilio asks where a client's call may go.",
+            "Signed by Twilio (X-Twilio-Signature over BROKER_PUBLIC_URL and the form). From "
+            "must be client:IDENTITY; To a number or client:IDENTITY. Answers TwiML: <Dial> "
+            "when the dial policy allows, else a short refusal.",
+        ),
+        "/v1/twilio/voice/incoming": _call_webhook(
+            "voiceIncomingWebhook",
+            "An inbound call on one of our numbers: rings the identities the policy's "
+            "[incoming] table names for it (never whoever fetched a token last).",
+            "Signed by Twilio like every webhook. Answers TwiML: <Dial> of those clients, or "
+            "a short refusal.",
+        ),
         "/v1/twilio/usage-alert": {
             "post": {
                 "operationId": "usageAlertWebhook",
