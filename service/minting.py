@@ -83,10 +83,6 @@ class IssuedToken:
     issued_at: datetime
     expires_at: datetime
 
-    @property
-    def fingerprint(self) -> str:
-        return token_fingerprint(self.jwt)
-
 
 def _segment(value: Mapping[str, object], *, sort_keys: bool = False) -> bytes:
     # PyJWT's compact JSON: no spaces; header keys sorted, payload keys in order.

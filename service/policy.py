@@ -186,10 +186,6 @@ class Policy:
     def gives_chat(self) -> bool:
         return any(rule.chat for rule in self.rules)
 
-    @property
-    def gives_sync(self) -> bool:
-        return any(rule.sync for rule in self.rules)
-
     @classmethod
     def load(cls, path: Path) -> Policy:
         """Read and validate a policy file; raise ``ConfigurationError`` with every problem."""

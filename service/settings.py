@@ -34,12 +34,6 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 MAX_LEEWAY_SECONDS = 60
-SECRET_VARIABLES = (
-    "TWILIO_API_KEY_SECRET",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "BROKER_METRICS_TOKEN",
-)
 _PUSH_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PLACEHOLDER_MARKERS = ("xxxx", "your_", "your-", "changeme", "change_me", "placeholder", "<", ">")
 _FAKE_SID_BODY = "0" * 32
