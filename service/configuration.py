@@ -1,4 +1,4 @@
-"""What is this deployment's configuration? Settings, policy and their cross-checks.
+"""What is this deployment's configuration? Settings, the policy file and their cross-checks.
 
 Everything is validated together so that start-up (and ``token-broker check-config``)
 lists every problem at once.
@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.environment import read_environment, with_first_run_defaults
 from service.errors import ConfigurationError
-from service.policy import Policy
-from service.settings import Settings, read_environment, with_first_run_defaults
+from service.policy_file import Policy
+from service.settings import POLICY_FILE, Settings, VariableReader
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def load_configuration(
         settings = Settings.from_env(merged)
     except ConfigurationError as error:
         problems.extend(error.problems)
-    policy_file = Path(merged.get("BROKER_POLICY_FILE") or "policy.toml")
+    # The same variable, read the same way, even when other settings are unusable.
+    policy_file = settings.policy_file if settings else VariableReader(merged)(POLICY_FILE)
     try:
         policy = Policy.load(policy_file)
     except ConfigurationError as error:
@@ -49,8 +51,8 @@ def load_configuration(
 def consistency_problems(settings: Settings, policy: Policy) -> list[str]:
     """Grants the policy gives that the settings cannot fill in."""
     problems = []
-    if policy.gives_voice_outgoing and not settings.twiml_app_sid:
+    if policy.tokens.gives_voice_outgoing and not settings.twiml_app_sid:
         problems.append("policy gives outgoing voice, which needs TWILIO_TWIML_APP_SID")
-    if policy.gives_chat and not settings.conversations_service_sid:
+    if policy.tokens.gives_chat and not settings.conversations_service_sid:
         problems.append("policy gives chat, which needs TWILIO_CONVERSATIONS_SERVICE_SID")
     return problems

@@ -36,6 +36,14 @@ class ConfigurationError(BrokerError):
         super().__init__("; ".join(self.problems))
 
 
+class MintingError(BrokerError):
+    """Raised when a plan cannot become a valid Twilio token: a bug upstream of minting."""
+
+
+class TwilioApiError(BrokerError):
+    """Raised when Twilio's REST API refuses or cannot be reached; the message is Twilio's."""
+
+
 class RequestRefused(BrokerError):
     """Raised when one request is refused. ``reason`` goes to the audit record only."""
 
@@ -97,9 +105,11 @@ class AuthenticationFailed(RequestRefused):
 
 
 class Forbidden(RequestRefused):
-    """Base of refusals by policy or revocation."""
+    """Base of refusals by policy or revocation; raised itself for any other refusal."""
 
     status = 403
+    code = "forbidden"
+    detail = "This request is not allowed."
 
 
 class GrantNotAllowed(Forbidden):
@@ -197,36 +207,63 @@ class Unavailable(RequestRefused):
 
 
 _WERKZEUG_EQUIVALENTS: dict[int, type[RequestRefused]] = {
+    400: InvalidRequest,
+    403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
-    400: InvalidRequest,
+    500: RequestRefused,
+    503: Unavailable,
 }
+
+
+def error_codes() -> dict[int, list[str]]:
+    """Every status the broker answers with a problem, and its codes: from the classes."""
+    codes: dict[int, set[str]] = {}
+    pending: list[type[RequestRefused]] = [RequestRefused]
+    while pending:
+        refusal = pending.pop()
+        codes.setdefault(refusal.status, set()).add(refusal.code)
+        pending.extend(refusal.__subclasses__())
+    return {status: sorted(found) for status, found in sorted(codes.items())}
 
 
 def problem_response(error: RequestRefused) -> Response:
     """Render a refusal as RFC 9457 problem details; nothing internal is included."""
+    return _problem(error.status, error.code, error.detail, error.headers)
+
+
+def _problem(status: int, code: str, detail: str, headers: dict[str, str]) -> Response:
     body = {
-        "type": PROBLEM_TYPE_PREFIX + error.code,
-        "title": HTTPStatus(error.status).phrase,
-        "status": error.status,
-        "code": error.code,
-        "detail": error.detail,
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": detail,
         "request_id": g.get("request_id", ""),
     }
-    response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
-    response.headers.update(error.headers)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response.headers.update(headers)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def _render_http_exception(error: HTTPException) -> Response:
-    refusal_class = _WERKZEUG_EQUIVALENTS.get(error.code or 500, RequestRefused)
+    """Werkzeug's errors keep their own status; ours stand in where one exists."""
+    status = error.code or 500
     headers = {}
     if isinstance(error, werkzeug.exceptions.MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    return problem_response(refusal_class(headers=headers))
+    refusal_class = _WERKZEUG_EQUIVALENTS.get(status)
+    if refusal_class is not None:
+        return problem_response(refusal_class(headers=headers))
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        status, phrase = 500, HTTPStatus.INTERNAL_SERVER_ERROR.phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
+    return _problem(status, code, f"{phrase}.", headers)
 
 
 def _render_unexpected(error: Exception) -> Response:

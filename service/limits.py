@@ -25,10 +25,13 @@ from limits.storage import MovingWindowSupport, StorageTypes
 from limits.strategies import MovingWindowRateLimiter
 
 from service.errors import RateLimited, Unavailable
+from service.tables import TableReader
 
 AUTH_FAILURES = "auth_failures_per_ip"
 CALLS = "calls_per_identity"
-_SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
+SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
+LIMIT_KEYS = (*SPENDING_BUDGETS, AUTH_FAILURES)
+MAX_VOICE_OUTGOING_COST = 1000
 
 
 def valid_budget(budget: str) -> bool:
@@ -37,6 +40,46 @@ def valid_budget(budget: str) -> bool:
         return bool(limits.parse_many(budget))
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The policy's ``[limits]``: budgets as ``limits`` strings, by name.
+
+    ``voice_outgoing_cost`` is what one token with outgoing Voice spends of each budget
+    (it can place calls, the costly kind of token); every other token spends 1.
+    """
+
+    budgets: Mapping[str, str]
+    voice_outgoing_cost: int = 1
+
+    def smallest_amount(self, name: str) -> int | None:
+        """The fewest units any window of budget ``name`` admits, or None if unset."""
+        text = self.budgets.get(name)
+        return min(item.amount for item in limits.parse_many(text)) if text else None
+
+
+def parse_budgets(reader: TableReader, value: object) -> Budgets:
+    """The ``[limits]`` table: ``"N/unit"`` budgets joined by ``;``, and the outgoing cost."""
+    table = reader.table(value, "[limits]")
+    reader.known_keys(table, {*LIMIT_KEYS, "voice_outgoing_cost"}, "[limits]")
+    cost = reader.integer(
+        table.get("voice_outgoing_cost", 1),
+        "[limits].voice_outgoing_cost",
+        low=1,
+        high=MAX_VOICE_OUTGOING_COST,
+        default=1,
+    )
+    budgets: dict[str, str] = {}
+    for key in LIMIT_KEYS:
+        if key not in table:
+            continue
+        budget = table[key]
+        if not isinstance(budget, str) or not valid_budget(budget):
+            reader.problem(f"[limits].{key} must look like '10/minute;200/day'")
+            continue
+        budgets[key] = budget
+    return Budgets(budgets=budgets, voice_outgoing_cost=cost)
 
 
 @dataclass(frozen=True)
@@ -89,7 +132,7 @@ class RateLimiter:
         }
         spending = [
             (self._budgets.get(name), key)
-            for name in _SPENDING_BUDGETS
+            for name in SPENDING_BUDGETS
             if (key := keys[name]) is not None
         ]
         for budget, key in spending:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from service.minting import token_fingerprint
+from service.tokens.minting import token_fingerprint
 
 
 def audit_records(stream: io.StringIO) -> list[dict[str, Any]]:

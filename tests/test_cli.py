@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
 from service.cli import main
-from service.minting import Minter, Services, SigningKey
-from service.policy import Plan, VideoPlan
+from service.tokens.minting import Minter, Services, SigningKey
+from service.tokens.policy import Plan, VideoPlan
 from tests import support
 from tests.conftest import LeakWatch
 

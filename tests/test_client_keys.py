@@ -17,7 +17,7 @@ from service.callers.client_keys import ClientKeyFile
 from service.cli import main
 from service.configuration import load_configuration
 from service.errors import ConfigurationError
-from service.policy import Policy
+from service.policy_file import Policy
 from tests.conftest import LeakWatch
 
 BACKEND_RULE = """

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from service.minting import token_fingerprint
+from service.tokens.minting import token_fingerprint
 from tests import support
 from tests.conftest import LeakWatch
 

@@ -312,7 +312,7 @@ def test_unexpected_error_is_a_bare_500(
     def explode(*args: object) -> None:
         raise RuntimeError("secret detail " + support.API_KEY_SECRET[:4])
 
-    monkeypatch.setattr(broker(client.application).issuer, "issue", explode)
+    monkeypatch.setattr(broker(client.application).issuance, "issue", explode)
     response = post(VIDEO, caller_token())
     assert_problem(response, 500, "internal_error")
     assert "secret detail" not in response.get_data(as_text=True)

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from service.configuration import load_configuration
-from service.signing_keys import CHECK_SECONDS, SigningKeySource
+from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
 from tests import support
 from tests.conftest import LeakWatch
 

@@ -39,7 +39,7 @@ def test_readyz_names_its_checks(client: FlaskClient) -> None:
 def test_readyz_fails_without_a_signing_key(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    issuer = broker(client.application).issuer
+    issuer = broker(client.application).issuance
     monkeypatch.setattr(issuer, "readiness", lambda: {"signing_key": False})
     response = client.get("/readyz")
     assert response.status_code == 503

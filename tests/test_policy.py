@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from service.errors import ConfigurationError
-from service.policy import Allowed, Denied, Policy
-from service.token_request import ChatRequest, TokenRequest, VideoRequest, VoiceRequest
+from service.policy_file import Policy
+from service.tokens.policy import Allowed, Denied
+from service.tokens.request import ChatRequest, TokenRequest, VideoRequest, VoiceRequest
 from tests import support
 
-POLICY = Policy.from_toml(support.POLICY)
+POLICY = Policy.from_toml(support.POLICY).tokens
 
 
 def decide(request: TokenRequest, identity: str = "alice", **claims: object) -> Allowed | Denied:
@@ -20,12 +21,12 @@ def decide(request: TokenRequest, identity: str = "alice", **claims: object) -> 
 
 def test_the_design_example_is_accepted() -> None:
     shipped = Policy.load(Path(__file__).parent.parent / "policy.toml")
-    assert [rule.name for rule in shipped.rules] == ["members", "agents"]
-    assert shipped.limits.budgets["per_identity"] == "10/minute;200/day"
+    assert [rule.name for rule in shipped.tokens.rules] == ["members", "agents"]
+    assert shipped.budgets.budgets["per_identity"] == "10/minute;200/day"
 
 
 def test_an_empty_rule_set_denies_everything() -> None:
-    empty = Policy.from_toml("")
+    empty = Policy.from_toml("").tokens
     for request in (
         TokenRequest(video=VideoRequest("lobby")),
         TokenRequest(chat=ChatRequest()),
@@ -76,7 +77,7 @@ def test_a_wildcard_in_a_claim_is_literal() -> None:
 
 
 def test_wildcards_in_the_middle() -> None:
-    policy = Policy.from_toml('[[rules]]\nname="r"\nvideo={rooms=["a*b*c"]}\n')
+    policy = Policy.from_toml('[[rules]]\nname="r"\nvideo={rooms=["a*b*c"]}\n').tokens
     for room, allowed in (
         ("abc", True),
         ("a1b2c", True),
@@ -113,14 +114,16 @@ def test_token_capped_by_the_tightest_rule_it_draws_from() -> None:
 
 
 def test_claim_matching_is_type_exact() -> None:
-    policy = Policy.from_toml('[[rules]]\nname="r"\nmatch={claims={verified=true}}\nsync=true\n')
+    policy = Policy.from_toml(
+        '[[rules]]\nname="r"\nmatch={claims={verified=true}}\nsync=true\n'
+    ).tokens
     assert isinstance(policy.decide("u", {"verified": True}, TokenRequest(sync=True)), Allowed)
     assert isinstance(policy.decide("u", {"verified": 1}, TokenRequest(sync=True)), Denied)
     assert isinstance(policy.decide("u", {"verified": "true"}, TokenRequest(sync=True)), Denied)
 
 
 def test_explicit_voice_direction_not_given_is_refused() -> None:
-    policy = Policy.from_toml('[[rules]]\nname="r"\nvoice={incoming=true}\n')
+    policy = Policy.from_toml('[[rules]]\nname="r"\nvoice={incoming=true}\n').tokens
     assert isinstance(
         policy.decide("u", {}, TokenRequest(voice=VoiceRequest(outgoing=True))), Denied
     )

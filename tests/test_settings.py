@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from service.configuration import load_configuration
+from service.environment import fake_twilio_credentials
 from service.errors import ConfigurationError
-from service.settings import DEV_ISSUER, Settings, fake_twilio_credentials
+from service.settings import DEV_ISSUER, Settings
 from tests import support
 
 

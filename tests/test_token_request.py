@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import InvalidRequest
-from service.token_request import TokenRequest, VideoRequest, VoiceRequest, parse_token_request
+from service.tokens.request import TokenRequest, VideoRequest, VoiceRequest, parse_token_request
 
 
 def test_full_request() -> None:

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from service.cli import main
 from service.errors import ConfigurationError
-from service.policy import Policy
+from service.policy_file import Policy
 from tests import support
 
 ADMIN_SID = support.ACCOUNT_SID

@@ -16,7 +16,7 @@ from service import create_app
 from service.cli import main
 from service.configuration import load_configuration
 from service.errors import ConfigurationError
-from service.policy import Policy
+from service.policy_file import Policy
 from tests import support
 
 DIAL = """

@@ -19,6 +19,7 @@ from jwt import PyJWK
 from jwt.algorithms import ECAlgorithm
 
 from service.callers.verifier import IssuerVerifier
+from service.errors import ConfigurationError
 from service.settings import DEV_AUDIENCE, DEV_ISSUER
 
 KEY_FILE_NAME = "issuer-key.pem"
@@ -59,7 +60,7 @@ class DevIssuer:
                 file.write(pem)
         loaded = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{path} does not hold an EC private key")
+            raise ConfigurationError([f"{path} does not hold an EC private key"])
         return cls(loaded)
 
     def key_for(self, kid: str | None) -> PyJWK:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.calls import VoiceCalls
-from service.issuer import TokenIssuer
 from service.metrics import Metrics
 from service.settings import Settings
-from service.twilio_voice import SignatureChecker
-from service.usage_alerts import UsageAlerts
+from service.tokens.issuance import TokenIssuance
+from service.usage.alerts import UsageAlerts
+from service.voice.calls import VoiceCalls
+from service.voice.twiml import SignatureChecker
 
 EXTENSION_KEY = "token_broker"
 
@@ -21,7 +21,7 @@ class Broker:
     """The per-app objects the blueprints use."""
 
     settings: Settings
-    issuer: TokenIssuer
+    issuance: TokenIssuance
     metrics: Metrics
     calls: VoiceCalls
     signatures: SignatureChecker

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.token_request import MAX_BODY_BYTES
-from service.twilio_rules import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
+from service.errors import error_codes
+from service.tokens.format import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
+from service.tokens.request import MAX_BODY_BYTES
 
-ERROR_CODES = {
-    400: ["invalid_json", "invalid_request", "unknown_field", "invalid_ttl", "invalid_room"],
-    401: ["invalid_token"],
-    403: [
-        "grant_not_allowed",
-        "room_not_allowed",
-        "revoked",
-        "https_required",
-        "invalid_signature",
-    ],
-    404: ["not_found"],
-    405: ["method_not_allowed"],
-    413: ["payload_too_large"],
-    415: ["unsupported_media_type"],
-    429: ["rate_limited"],
-    500: ["internal_error"],
-    503: ["issuance_paused", "unavailable"],
-}
+ERROR_CODES = error_codes()
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _STRICT_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": False}

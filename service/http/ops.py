@@ -23,11 +23,11 @@ def healthz() -> Response:
 @blueprint.get("/readyz")
 def readyz() -> Response:
     # Settings and policy were validated by create_app, or there would be no app.
-    issuer = broker(current_app).issuer
-    results = {"settings": True, "policy": True, **issuer.readiness()}
+    issuance = broker(current_app).issuance
+    results = {"settings": True, "policy": True, **issuance.readiness()}
     ready = all(results.values())
     checks = {name: "ok" if passed else "failed" for name, passed in results.items()}
-    pause = issuer.pause()
+    pause = issuance.pause()
     body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
     # Paused is not "not ready": the instance is healthy and answers issuance_paused.
     body["paused"] = (
@@ -48,7 +48,7 @@ def metrics() -> Response:
             presented.strip().encode(), expected.encode()
         ):
             raise AuthenticationFailed("metrics token missing or wrong")
-    found.issuer.pause()  # refreshes the paused gauge even when no token is asked for
+    found.issuance.pause()  # refreshes the paused gauge even when no token is asked for
     return Response(found.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -10,7 +10,7 @@ from werkzeug.http import parse_options_header
 from service.errors import UnsupportedMediaType
 from service.http import broker
 from service.http.transport import require_https
-from service.issuer import RequestContext
+from service.tokens.issuance import RequestContext
 
 blueprint = Blueprint("tokens", __name__)
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -25,7 +25,7 @@ def create_token() -> Response:
     # MAX_CONTENT_LENGTH makes Werkzeug refuse a larger body (413), streamed or not.
     body = request.get_data(cache=False)
     context = RequestContext(request_id=g.request_id, client_ip=request.remote_addr or "")
-    token = found.issuer.issue(request.headers.get("Authorization"), body, context)
+    token = found.issuance.issue(request.headers.get("Authorization"), body, context)
     payload = {
         "token": token.jwt,
         "identity": token.identity,

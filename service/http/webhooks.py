@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Request, Response, current_app, g, request
 
-from service.calls import CallRequest
 from service.errors import InvalidSignature
 from service.http import Broker, broker
 from service.settings import Settings
+from service.voice.calls import CallRequest
 
 blueprint = Blueprint("webhooks", __name__)
 

@@ -9,14 +9,14 @@ issuance fails closed.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 from limits.storage import MovingWindowSupport
 
+from service.clock import Clock, system_clock
 from service.errors import ConfigurationError
 
 #: How stale the pause flag and revocations may be in one process (the "within one
@@ -78,26 +78,44 @@ class StateStore(Protocol):
 
 
 class CachedControls:
-    """The store's controls, read at most once per ``max_age`` seconds per process."""
+    """The store's controls, read at most once per ``max_age`` seconds per process.
 
-    def __init__(self, store: StateStore, max_age: float = CONTROLS_MAX_AGE_SECONDS) -> None:
+    ``on_read`` is called with each fresh read (the metrics' paused gauge follows it).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Clock = system_clock,
+        max_age: float = CONTROLS_MAX_AGE_SECONDS,
+        on_read: Callable[[Controls], None] | None = None,
+    ) -> None:
         self._store = store
+        self._clock = clock
         self._max_age = max_age
+        self._on_read = on_read
         self._lock = threading.Lock()
         self._controls: Controls | None = None
-        self._read_at = 0.0
+        self._read_at = clock()
 
     def current(self) -> Controls:
         """Fresh enough controls; raise ``Unavailable`` when the store cannot be read."""
-        now = time.monotonic()
         controls = self._controls
-        if controls is not None and now - self._read_at < self._max_age:
+        if controls is not None and self._fresh():
             return controls
         with self._lock:
-            if self._controls is None or time.monotonic() - self._read_at >= self._max_age:
+            if self._controls is None or not self._fresh():
                 self._controls = self._store.read_controls()
-                self._read_at = time.monotonic()
+                self._read_at = self._clock()
+                if self._on_read is not None:
+                    self._on_read(self._controls)
             return self._controls
+
+    def _fresh(self) -> bool:
+        # A clock that went backwards makes the copy stale, never fresher.
+        age = (self._clock() - self._read_at).total_seconds()
+        return 0 <= age < self._max_age
 
 
 def open_store(url: str, *, audit_retention_days: int) -> StateStore:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import jwt
 
-from service.minting import ACCESS_TOKEN_CONTENT_TYPE, SigningKey
-from service.twilio_rules import TWILIO_MAX_TTL, identity_problem
+from service.tokens.format import TWILIO_MAX_TTL, identity_problem
+from service.tokens.minting import ACCESS_TOKEN_CONTENT_TYPE, SigningKey
 
 TWILIO_ERRORS = {
     20101: "Invalid Access Token",

@@ -1,7 +1,7 @@
 """The use case: one token request, from raw body and bearer credential to a token.
 
 parse -> authenticate -> state (paused? revoked?) -> policy -> limits -> mint -> audit.
-Every outcome, issued or refused, is audited exactly once and counted in the metrics; a
+Every outcome, issued or refused, is recorded exactly once (audited and counted); a
 refusal is raised as a ``RequestRefused`` for the HTTP layer. A token is returned only
 after its audit record is stored.
 """
@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.audit import AuditLog, AuditRecord, Decision
+from service.audit import AuditRecord, Decision, Recorder
 from service.callers import Authenticator, Caller
-from service.clock import Clock
 from service.errors import (
     AuthenticationFailed,
     GrantNotAllowed,
@@ -27,11 +26,10 @@ from service.errors import (
     UnknownField,
 )
 from service.limits import RateLimiter
-from service.metrics import Metrics
-from service.minting import IssuedToken, Minter, token_fingerprint
-from service.policy import Allowed, DenialCode, Policy
 from service.state import CachedControls, Controls, Pause
-from service.token_request import TokenRequest, parse_token_request
+from service.tokens.minting import IssuedToken, Minter, token_fingerprint
+from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
+from service.tokens.request import TokenRequest, parse_token_request
 
 _DENIALS: Mapping[DenialCode, type[RequestRefused]] = {
     "grant_not_allowed": GrantNotAllowed,
@@ -46,71 +44,48 @@ class RequestContext:
     client_ip: str
 
 
-class TokenIssuer:
-    """Composes callers, policy, minting and audit into one decision per request."""
+class TokenIssuance:
+    """Composes callers, policy, limits, minting and audit into one decision per request."""
 
     def __init__(
         self,
         *,
         authenticator: Authenticator,
-        policy: Policy,
+        policy: TokenPolicy,
+        voice_outgoing_cost: int,
         minter: Minter,
         push_names: frozenset[str],
         controls: CachedControls,
         limiter: RateLimiter,
-        audit: AuditLog,
-        metrics: Metrics,
-        clock: Clock,
+        recorder: Recorder,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
+        self._voice_outgoing_cost = voice_outgoing_cost
         self._minter = minter
         self._push_names = push_names
         self._controls = controls
         self._limiter = limiter
-        self._audit = audit
-        self._metrics = metrics
-        self._clock = clock
+        self._recorder = recorder
+
+    def __repr__(self) -> str:
+        return "TokenIssuance()"
 
     def issue(self, authorization: str | None, body: bytes, context: RequestContext) -> IssuedToken:
-        """Decide on one request; return the token or raise the refusal (audited either way)."""
+        """Decide on one request; return the token or raise the refusal (recorded either way)."""
         request: TokenRequest | None = None
         caller: Caller | None = None
         try:
             request = parse_token_request(body)
             caller = self._authenticate(authorization, context.client_ip)
             caller = self._resolve_identity(caller, request)
-            controls = self._check_controls(caller)
-            self._check_push_names(request)
-            decision = self._policy.decide(
-                caller.identity,
-                caller.claims,
-                request,
-                client_key=caller.client if caller.kind == "client" else None,
-            )
-            if not isinstance(decision, Allowed):
-                raise _DENIALS[decision.code](decision.reason)
-            plan = decision.plan
-            outgoing = plan.voice is not None and plan.voice.outgoing
-            if outgoing and controls.voice_outgoing_pause is not None:
-                raise IssuancePaused(
-                    f"voice outgoing paused: {controls.voice_outgoing_pause.reason}"
-                )
-            self._limiter.spend(
-                identity=plan.identity,
-                client=caller.client,
-                client_ip=context.client_ip,
-                cost=self._policy.limits.voice_outgoing_cost if outgoing else 1,
-            )
-            token = self._minter.mint(plan, self._clock())
+            token = self._decide_and_mint(caller, request, context)
         except RequestRefused as refusal:
-            self._metrics.refused(refusal.code, refusal.reason)
-            self._audit.record(
-                self._record(context, _decision_of(refusal), refusal, request, caller)
-            )
+            self._recorder.record(self._refusal_record(context, refusal, request, caller))
             raise
-        self._audit.record(
+        self._recorder.record(
             AuditRecord(
+                event="token",
                 decision="issued",
                 request_id=context.request_id,
                 client_ip=context.client_ip,
@@ -125,8 +100,32 @@ class TokenIssuer:
                 token=token_fingerprint(token.jwt),
             )
         )
-        self._metrics.issued(token.grants)
         return token
+
+    def _decide_and_mint(
+        self, caller: Caller, request: TokenRequest, context: RequestContext
+    ) -> IssuedToken:
+        controls = self._check_controls(caller)
+        self._check_push_names(request)
+        decision = self._policy.decide(
+            caller.identity,
+            caller.claims,
+            request,
+            client_key=caller.client if caller.kind == "client" else None,
+        )
+        if not isinstance(decision, Allowed):
+            raise _DENIALS[decision.code](decision.reason)
+        plan = decision.plan
+        outgoing = _places_calls(plan)
+        if outgoing and controls.voice_outgoing_pause is not None:
+            raise IssuancePaused(f"voice outgoing paused: {controls.voice_outgoing_pause.reason}")
+        self._limiter.spend(
+            identity=plan.identity,
+            client=caller.client,
+            client_ip=context.client_ip,
+            cost=self._voice_outgoing_cost if outgoing else 1,
+        )
+        return self._minter.mint(plan, self._recorder.now())
 
     def readiness(self) -> dict[str, bool]:
         """Named checks for /readyz: can this instance issue tokens right now?"""
@@ -140,11 +139,9 @@ class TokenIssuer:
     def pause(self) -> Pause | None:
         """The operator's pause, if any (for /readyz and the metrics); None if unknown."""
         try:
-            pause = self._controls.current().pause
+            return self._controls.current().pause
         except Unavailable:
             return None
-        self._metrics.set_paused(pause is not None)
-        return pause
 
     def _authenticate(self, authorization: str | None, client_ip: str) -> Caller:
         cached = self._authenticator.cached(authorization)
@@ -159,7 +156,6 @@ class TokenIssuer:
 
     def _check_controls(self, caller: Caller) -> Controls:
         controls = self._controls.current()
-        self._metrics.set_paused(controls.pause is not None)
         if controls.pause is not None:
             raise IssuancePaused(f"paused: {controls.pause.reason}")
         revoked_at = controls.revoked_at(caller.identity, caller.client)
@@ -183,19 +179,19 @@ class TokenIssuer:
             if name not in self._push_names:
                 raise InvalidRequest("push names no configured push credential")
 
-    def _record(
+    def _refusal_record(
         self,
         context: RequestContext,
-        decision: Decision,
         refusal: RequestRefused,
         request: TokenRequest | None,
         caller: Caller | None,
     ) -> AuditRecord:
         return AuditRecord(
-            decision=decision,
+            event="token",
+            decision=_decision_of(refusal),
             request_id=context.request_id,
             client_ip=context.client_ip,
-            at=self._clock(),
+            at=self._recorder.now(),
             code=refusal.code,
             reason=refusal.reason,
             identity=caller.identity if caller else None,
@@ -206,6 +202,10 @@ class TokenIssuer:
             room=request.video.room if request and request.video else None,
             ttl=request.ttl if request else None,
         )
+
+
+def _places_calls(plan: Plan) -> bool:
+    return plan.voice is not None and plan.voice.outgoing
 
 
 def _decision_of(refusal: RequestRefused) -> Decision:

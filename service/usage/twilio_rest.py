@@ -18,11 +18,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from service.errors import BrokerError
-
-
-class TwilioApiError(BrokerError):
-    """Raised when Twilio's REST API refuses or cannot be reached; the message is Twilio's."""
+from service.errors import TwilioApiError
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.audit import AuditLog, AuditRecord
-from service.clock import Clock
-from service.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
+from service.audit import AuditRecord, Recorder
 from service.errors import RateLimited
 from service.limits import RateLimiter
-from service.metrics import Metrics
 from service.state import CachedControls
-from service.twilio_voice import dial_twiml, refusal_twiml
+from service.voice.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
+from service.voice.twiml import dial_twiml, refusal_twiml
 
 REFUSAL_MESSAGE = "This call cannot be placed."
 
@@ -45,18 +43,17 @@ class VoiceCalls:
         caller_id: str | None,
         controls: CachedControls,
         limiter: RateLimiter,
-        audit: AuditLog,
-        metrics: Metrics,
-        clock: Clock,
+        recorder: Recorder,
     ) -> None:
         self._dial_policy = dial_policy
         self._incoming = incoming
         self._caller_id = caller_id
         self._controls = controls
         self._limiter = limiter
-        self._audit = audit
-        self._metrics = metrics
-        self._clock = clock
+        self._recorder = recorder
+
+    def __repr__(self) -> str:
+        return "VoiceCalls()"
 
     def answer(self, call: CallRequest) -> str:
         """The TwiML for this call: dial, or refuse; audited either way."""
@@ -98,16 +95,16 @@ class VoiceCalls:
         return dial_twiml(clients=targets) if targets else refusal_twiml(REFUSAL_MESSAGE)
 
     def _decided(self, call: CallRequest, reason: str | None, identity: str | None) -> None:
-        """Audit and count one call decision (refused when there is a reason)."""
-        self._audit.record(
+        """Record one call decision (refused when there is a reason)."""
+        self._recorder.record(
             AuditRecord(
+                event="call",
                 decision="call_refused" if reason else "call_allowed",
                 request_id=call.request_id,
                 client_ip=call.client_ip,
-                at=self._clock(),
+                at=self._recorder.now(),
                 reason=reason,
                 identity=identity,
                 destination=call.to_field[:64] or None,
             )
         )
-        self._metrics.call(allowed=reason is None)

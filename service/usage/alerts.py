@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.audit import AuditLog, AuditRecord
-from service.clock import Clock
-from service.metrics import Metrics
+from service.audit import AuditRecord, Recorder
 from service.state import PauseScope, StateStore
 
 MAX_REASON_FIELD = 40
@@ -24,28 +22,25 @@ class UsageAlerts:
         *,
         store: StateStore,
         scope: PauseScope,
-        audit: AuditLog,
-        metrics: Metrics,
-        clock: Clock,
+        recorder: Recorder,
     ) -> None:
         self._store = store
         self._scope = scope
-        self._audit = audit
-        self._metrics = metrics
-        self._clock = clock
+        self._recorder = recorder
 
     def __repr__(self) -> str:
         return f"UsageAlerts(scope={self._scope!r})"
 
     def handle(self, params: Mapping[str, str], *, request_id: str, client_ip: str) -> None:
         """Pause (all issuance or outgoing Voice); audited; raises ``Unavailable`` if no store."""
-        now = self._clock()
+        now = self._recorder.now()
         reason = "usage trigger {}: {} reached {}".format(
             *(_field(params, name) for name in ("UsageTriggerSid", "UsageCategory", "CurrentValue"))
         )
         self._store.pause(reason, now, scope=self._scope)
-        self._audit.record(
+        self._recorder.record(
             AuditRecord(
+                event="usage_alert",
                 decision="paused",
                 request_id=request_id,
                 client_ip=client_ip,
@@ -53,7 +48,6 @@ class UsageAlerts:
                 reason=f"{reason} (pauses {self._scope})",
             )
         )
-        self._metrics.usage_alert()
 
 
 def _field(params: Mapping[str, str], name: str) -> str:

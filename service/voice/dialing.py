@@ -8,12 +8,12 @@ high-risk ranges), or ``client:IDENTITY`` for an identity the patterns allow.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.limits import valid_budget
 from service.patterns import glob_match
-from service.twilio_rules import VOICE_IDENTITY
+from service.tables import TableReader
+from service.tokens import VOICE_IDENTITY
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CLIENT_PREFIX = "client:"
@@ -69,47 +69,49 @@ def decide_call(policy: DialPolicy | None, destination: str) -> CallDecision:
     return CallAllowed(number=destination)
 
 
-def parse_dial(table: Mapping[str, object]) -> tuple[DialPolicy, list[str]]:
-    """A ``[dial]`` table, and every problem in it."""
-    problems = []
+def parse_dial(reader: TableReader, value: object) -> DialPolicy | None:
+    """The ``[dial]`` table; None (no call leaves) when there is none."""
+    if value is None:
+        return None
+    table = reader.table(value, "[dial]")
     known = {"allowed_prefixes", "blocked_prefixes", "client_identities", "calls_per_identity"}
-    problems += [f"unknown key {key!r} in [dial]" for key in sorted(set(table) - known)]
-    values: dict[str, tuple[str, ...]] = {}
+    reader.known_keys(table, known, "[dial]")
+    prefixes: dict[str, tuple[str, ...]] = {}
     for key in ("allowed_prefixes", "blocked_prefixes"):
         raw = table.get(key, [])
         if not isinstance(raw, list) or not all(
             isinstance(p, str) and re.fullmatch(r"\+[0-9]{1,15}", p) for p in raw
         ):
-            problems.append(f"[dial].{key} must be a list of prefixes such as '+1' or '+1900'")
+            reader.problem(f"[dial].{key} must be a list of prefixes such as '+1' or '+1900'")
             raw = []
-        values[key] = tuple(raw)
+        prefixes[key] = tuple(raw)
     identities = table.get("client_identities", [])
     if not isinstance(identities, list) or not all(
         isinstance(p, str) and re.fullmatch(r"[A-Za-z0-9_*]{1,121}", p) for p in identities
     ):
-        problems.append("[dial].client_identities must be identity patterns such as 'agent_*'")
+        reader.problem("[dial].client_identities must be identity patterns such as 'agent_*'")
         identities = []
     budget = table.get("calls_per_identity")
     if budget is not None and not (isinstance(budget, str) and valid_budget(budget)):
-        problems.append("[dial].calls_per_identity must look like '20/hour'")
+        reader.problem("[dial].calls_per_identity must look like '20/hour'")
         budget = None
-    policy = DialPolicy(
-        allowed_prefixes=values["allowed_prefixes"],
-        blocked_prefixes=values["blocked_prefixes"],
+    return DialPolicy(
+        allowed_prefixes=prefixes["allowed_prefixes"],
+        blocked_prefixes=prefixes["blocked_prefixes"],
         client_identities=tuple(identities),
         calls_per_identity=budget,
     )
-    return policy, problems
 
 
-def parse_incoming(table: Mapping[str, object]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+def parse_incoming(reader: TableReader, value: object) -> dict[str, tuple[str, ...]]:
     """``[incoming]``: which identities an inbound call on each of our numbers rings."""
-    problems = []
+    table = reader.table(value, "[incoming]")
+    reader.known_keys(table, {"numbers"}, "[incoming]")
     numbers = table.get("numbers", {})
-    problems += [f"unknown key {key!r} in [incoming]" for key in sorted(set(table) - {"numbers"})]
     routes: dict[str, tuple[str, ...]] = {}
     if not isinstance(numbers, dict):
-        return routes, [*problems, "[incoming].numbers must be a table of number = [identities]"]
+        reader.problem("[incoming].numbers must be a table of number = [identities]")
+        return routes
     for number, identities in numbers.items():
         if (
             not E164.fullmatch(number)
@@ -120,9 +122,7 @@ def parse_incoming(table: Mapping[str, object]) -> tuple[dict[str, tuple[str, ..
                 for identity in identities
             )
         ):
-            problems.append(
-                f"[incoming].numbers: {number!r} must map an E.164 number to identities"
-            )
+            reader.problem(f"[incoming].numbers: {number!r} must map an E.164 number to identities")
             continue
         routes[number] = tuple(identities)
-    return routes, problems
+    return routes

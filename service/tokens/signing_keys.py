@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from datetime import datetime
 
+from service.clock import Clock, system_clock
 from service.errors import ConfigurationError
-from service.minting import SigningKey
 from service.settings import Settings, read_api_key
+from service.tokens.minting import SigningKey
 
 CHECK_SECONDS = 0.5
 log = logging.getLogger("token_broker")
@@ -27,12 +28,20 @@ log = logging.getLogger("token_broker")
 class SigningKeySource:
     """The current signing key; watches its files when it came from files."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        check_seconds: float = CHECK_SECONDS,
+    ) -> None:
         self._key = SigningKey.from_settings(settings)
         self._files = settings.signing_key_files
         self._production = settings.profile == "production"
+        self._clock = clock
+        self._check_seconds = check_seconds
         self._lock = threading.Lock()
-        self._checked = time.monotonic()
+        self._checked = clock()
         self._seen = self._signature()
         self._pending: tuple[tuple[int, int, int], ...] | None = None
 
@@ -41,10 +50,10 @@ class SigningKeySource:
 
     def current(self) -> SigningKey:
         """The key to sign with now."""
-        if self._files is None or time.monotonic() - self._checked < CHECK_SECONDS:
+        if self._files is None or not self._due(self._clock()):
             return self._key
         with self._lock:
-            self._checked = time.monotonic()
+            self._checked = self._clock()
             signature = self._signature()
             if signature == self._seen:
                 self._pending = None
@@ -54,6 +63,11 @@ class SigningKeySource:
                 self._seen, self._pending = signature, None
                 self._reload()
         return self._key
+
+    def _due(self, now: datetime) -> bool:
+        # A clock that went backwards makes a check due, never postpones it.
+        elapsed = (now - self._checked).total_seconds()
+        return not 0 <= elapsed < self._check_seconds
 
     def _signature(self) -> tuple[tuple[int, int, int], ...]:
         if self._files is None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.errors import InvalidJson, InvalidRequest, InvalidRoom, InvalidTtl, UnknownField
-from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, room_is_acceptable
+from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL, room_is_acceptable
 
 MAX_BODY_BYTES = 4096
 MAX_PUSH_NAME_LENGTH = 32

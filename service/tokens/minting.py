@@ -20,15 +20,12 @@ import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
-from service.policy import Plan
+from service.errors import MintingError
 from service.settings import Settings
-from service.twilio_rules import MIN_TTL, TWILIO_MAX_TTL, identity_problem
+from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL, identity_problem
+from service.tokens.policy import Plan
 
 ACCESS_TOKEN_CONTENT_TYPE = "twilio-fpa;v=1"
-
-
-class MintingError(ValueError):
-    """Raised when a plan cannot become a valid Twilio token (a bug upstream of minting)."""
 
 
 class VoicePayload(TypedDict, total=False):

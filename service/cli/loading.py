@@ -1,0 +1,104 @@
+"""What every command needs: the one configuration loader, the state store, failure exits.
+
+``load(strict=True)`` is for commands that act as the server would (serve, check-config,
+the operator's commands): any problem ends the command with the full list. With
+``strict=False`` a command that can do without the configuration (``inspect``,
+``keys list``) gets None instead, and says what it could not do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Literal, NoReturn, TypeVar, overload
+
+import click
+
+from service.configuration import Configuration, load_configuration
+from service.errors import ConfigurationError, TwilioApiError, Unavailable
+from service.settings import Settings
+from service.state import StateStore, open_store
+
+T = TypeVar("T")
+#: exit codes: 1 the answer is "no" (over a threshold, not valid), 2 unusable
+#: configuration or arguments, 3 a dependency cannot be reached
+EXIT_NO, EXIT_CONFIGURATION, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def fail(problems: Sequence[str], exit_code: int = EXIT_CONFIGURATION) -> NoReturn:
+    click.echo("token-broker: the configuration has problems:", err=True)
+    for problem in problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(exit_code)
+
+
+@overload
+def load(*, strict: Literal[True] = True) -> Configuration: ...
+
+
+@overload
+def load(*, strict: Literal[False]) -> Configuration | None: ...
+
+
+def load(*, strict: bool = True) -> Configuration | None:
+    """The configuration from the process environment (and ``.env`` in development)."""
+    try:
+        return load_configuration(os.environ)
+    except ConfigurationError as error:
+        if strict:
+            fail(error.problems)
+        return None
+
+
+def store_for(settings: Settings) -> StateStore:
+    """The state store the server uses, answering; else exit with why."""
+    try:
+        store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
+        store.ping()
+    except ConfigurationError as error:
+        fail(error.problems)
+    except Unavailable:
+        fail(["the state store (BROKER_STATE_URL) cannot be reached"], exit_code=EXIT_UNREACHABLE)
+    return store
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run a state-store action; exit with why when the store cannot be reached."""
+    try:
+        return action()
+    except Unavailable:
+        fail(["the state store (BROKER_STATE_URL) cannot be reached"], exit_code=EXIT_UNREACHABLE)
+
+
+def twilio_call(action: Callable[[], T]) -> T:
+    """Run a call to Twilio's REST API; exit with Twilio's own message when it fails."""
+    try:
+        return action()
+    except TwilioApiError as error:
+        fail([f"Twilio's REST API: {error}"], exit_code=EXIT_UNREACHABLE)
+
+
+def admin_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Credentials for Twilio's REST API, given to this command only (never the server)."""
+    command = click.option(
+        "--api-base-url", envvar="TWILIO_API_BASE_URL", hidden=True, help="A local emulator."
+    )(command)
+    command = click.option(
+        "--auth-token",
+        envvar="TWILIO_ADMIN_AUTH_TOKEN",
+        required=True,
+        help="The account's Auth Token (or TWILIO_ADMIN_AUTH_TOKEN); never stored.",
+    )(command)
+    return click.option(
+        "--account-sid",
+        envvar="TWILIO_ADMIN_ACCOUNT_SID",
+        required=True,
+        help="The account (or TWILIO_ADMIN_ACCOUNT_SID).",
+    )(command)
+
+
+def iso(moment: int) -> str:
+    """Epoch seconds as an ISO 8601 UTC time."""
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,202 @@
+"""Commands for operators: the kill switch, revocations, the audit trail and spend."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import click
+
+from service.audit import AuditRecord, Decision
+from service.cli.loading import (
+    EXIT_NO,
+    admin_options,
+    fail,
+    guarded,
+    iso,
+    load,
+    store_for,
+    twilio_call,
+)
+from service.clock import system_clock
+from service.state import StateStore
+from service.usage.twilio_rest import TwilioUsage
+
+AUDIT_FIELDS = ("identity", "client", "code", "reason", "room", "ttl", "request_id", "client_ip")
+
+
+def _record(store: StateStore, record: AuditRecord) -> None:
+    guarded(lambda: store.append_audit(record.at, record.to_json()))
+
+
+def _operator(
+    decision: Decision,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    identity: str | None = None,
+    client: str | None = None,
+) -> AuditRecord:
+    return AuditRecord(
+        event="operator",
+        decision=decision,
+        request_id="cli",
+        client_ip="",
+        at=at,
+        reason=reason,
+        identity=identity,
+        client=client,
+    )
+
+
+def _subject(identity: str | None, client: str | None) -> str:
+    if (identity is None) == (client is None):
+        raise click.UsageError("name exactly one of --identity or --client")
+    return f"identity:{identity}" if identity is not None else f"client:{client}"
+
+
+@click.command("pause")
+@click.option("--reason", required=True, help="Why; shown in /readyz, the audit trail and logs.")
+def pause(reason: str) -> None:
+    """Refuse all issuance (503 issuance_paused) on every worker and instance."""
+    store = store_for(load().settings)
+    now = system_clock()
+    guarded(lambda: store.pause(reason, now))
+    _record(store, _operator("paused", now, reason=reason))
+    click.echo(f"issuance paused: {reason}")
+
+
+@click.command("resume")
+def resume() -> None:
+    """End a pause."""
+    store = store_for(load().settings)
+    guarded(store.resume)
+    _record(store, _operator("resumed", system_clock()))
+    click.echo("issuance resumed")
+
+
+@click.command("revoke")
+@click.option("--identity", help="A Twilio identity (the verified claim of a caller).")
+@click.option("--client", help="An app: the azp/client_id of its callers' tokens.")
+def revoke(identity: str | None, client: str | None) -> None:
+    """Refuse new tokens to sessions issued before now (403 revoked)."""
+    subject = _subject(identity, client)
+    store = store_for(load().settings)
+    now = system_clock()
+    guarded(lambda: store.revoke(subject, now))
+    _record(store, _operator("revoked", now, identity=identity, client=client))
+    click.echo(f"revoked {subject} for sessions issued before {iso(int(now.timestamp()))}")
+
+
+@click.command("unrevoke")
+@click.option("--identity")
+@click.option("--client")
+def unrevoke(identity: str | None, client: str | None) -> None:
+    """Lift a revocation."""
+    subject = _subject(identity, client)
+    store = store_for(load().settings)
+    found = guarded(lambda: store.unrevoke(subject))
+    _record(store, _operator("unrevoked", system_clock(), identity=identity, client=client))
+    click.echo(f"unrevoked {subject}" if found else f"{subject} was not revoked")
+
+
+@click.command("audit")
+@click.option("--identity", help="Only records for this identity.")
+@click.option("--decision", help="Only this decision: issued, denied, authentication_failed...")
+@click.option("--since", "since_text", help="Only the last 30m, 1h, 7d...")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON record a line.")
+def audit(
+    identity: str | None, decision: str | None, since_text: str | None, limit: int, as_json: bool
+) -> None:
+    """Show the durable audit trail, oldest first."""
+    since = system_clock() - _duration(since_text) if since_text else None
+    store = store_for(load().settings)
+    # Filters are applied after reading, so read generously and cut to --limit at the end.
+    lines = guarded(
+        lambda: store.audit_lines(since, limit if not (identity or decision) else 100_000)
+    )
+    records = [json.loads(line) for line in lines]
+    records = [
+        r
+        for r in records
+        if (identity is None or r.get("identity") == identity)
+        and (decision is None or r.get("decision") == decision)
+    ][-limit:]
+    for record in records:
+        click.echo(json.dumps(record) if as_json else _audit_line(record))
+
+
+def _audit_line(record: dict[str, Any]) -> str:
+    parts = [record.get("at", "?"), record.get("decision", "?")]
+    for name in AUDIT_FIELDS:
+        if name in record:
+            parts.append(f"{name}={record[name]}")
+    if record.get("grants"):
+        parts.append("grants=" + ",".join(record["grants"]))
+    return " ".join(str(part) for part in parts)
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise click.BadParameter(
+            "use a number and s, m, h or d, such as 30m or 7d", param_hint="--since"
+        )
+    return timedelta(seconds=int(number) * units[unit])
+
+
+@click.command("usage")
+@admin_options
+def usage(account_sid: str, auth_token: str, api_base_url: str | None) -> None:
+    """Today's and this month's spend by category against the policy's [usage] thresholds.
+
+    Exits 1 when a threshold is exceeded (for cron), 0 otherwise.
+    """
+    thresholds = load().policy.usage.thresholds
+    client = TwilioUsage(account_sid, auth_token, api_base_url=api_base_url)
+    exceeded = []
+    for period in ("today", "this_month"):
+        for record in twilio_call(partial(client.records, period)):
+            limit = thresholds.get(period, {}).get(record.category)
+            over = limit is not None and record.price > limit
+            if over:
+                exceeded.append(f"{period} {record.category}")
+            mark = (
+                f"  OVER {limit}" if over else (f"  (limit {limit})" if limit is not None else "")
+            )
+            click.echo(
+                f"{period:<11}{record.category:<28}{record.price:>12} {record.price_unit}"
+                f"  {record.usage} {record.usage_unit}{mark}"
+            )
+    if exceeded:
+        click.echo("over threshold: " + ", ".join(exceeded), err=True)
+        sys.exit(EXIT_NO)
+
+
+@click.group("usage-trigger")
+def usage_trigger() -> None:
+    """Twilio Usage Triggers that pause issuance here when spend runs away."""
+
+
+@usage_trigger.command("create")
+@click.option(
+    "--category", required=True, help="A Twilio usage category, e.g. calls or totalprice."
+)
+@click.option("--value", required=True, help="The price at which it fires, e.g. 100.")
+@admin_options
+def usage_trigger_create(
+    category: str, value: str, account_sid: str, auth_token: str, api_base_url: str | None
+) -> None:
+    """Create a daily Usage Trigger whose callback pauses issuance here."""
+    public_url = load().settings.public_url
+    if not public_url:
+        fail(["set BROKER_PUBLIC_URL: Twilio calls the trigger back there"])
+    callback = public_url.rstrip("/") + "/v1/twilio/usage-alert"
+    client = TwilioUsage(account_sid, auth_token, api_base_url=api_base_url)
+    sid = twilio_call(lambda: client.create_trigger(category, value, callback))
+    click.echo(f"{sid} calls {callback} when {category} reaches {value}")

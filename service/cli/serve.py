@@ -1,0 +1,235 @@
+"""Commands for running and developing: serve, check-config, healthcheck, dev-session, inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import urllib.request
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import click
+
+from service.callers.dev_issuer import DevIssuer
+from service.cli.loading import EXIT_NO, fail, iso, load, store_for
+from service.clock import system_clock
+from service.configuration import Configuration
+from service.settings import BIND
+from service.tokens.inspection import Inspection, inspect_token
+from service.tokens.minting import SigningKey
+
+FAKE_CREDENTIALS_NOTICE = (
+    "Twilio credentials: FAKE (generated for a first run). Tokens are well-formed, "
+    "Twilio will reject them until real credentials are in .env"
+)
+DEMO_REQUEST = {"grants": {"video": {"room": "lobby"}}}
+#: prometheus_client's own variable; service.metrics names it too, but importing that
+#: module would import prometheus_client before serve sets it.
+PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_RESERVED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "nbf")
+
+
+@click.command("check-config")
+def check_config() -> None:
+    """Validate settings and policy; list every problem and exit non-zero if any."""
+    configuration = load()
+    settings = configuration.settings
+    rules = len(configuration.policy.tokens.rules)
+    click.echo(f"ok: profile {settings.profile}, {rules} policy rules")
+    if configuration.fake_credentials:
+        click.echo(FAKE_CREDENTIALS_NOTICE)
+
+
+@click.command("serve")
+@click.option(
+    "--bind",
+    default=BIND.default,
+    show_default=True,
+    envvar=BIND.name,
+    help=f"HOST:PORT to listen on (or {BIND.name}).",
+)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads per worker; above 1 uses gunicorn's gthread worker instead of sync.",
+)
+@click.option(
+    "--certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM); needs --keyfile.",
+)
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
+def serve(bind: str, workers: int, threads: int, certfile: str | None, keyfile: str | None) -> None:
+    """Run the broker under gunicorn (never Flask's development server)."""
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together")
+    configuration = load()
+    store = store_for(configuration.settings)
+    if store.in_process_limits and workers > 1:
+        fail(
+            [
+                "with SQLite state the rate limits live in one process: run one worker "
+                "(use --threads for concurrency) or set BROKER_STATE_URL=redis://..."
+            ]
+        )
+    if configuration.settings.profile == "dev":
+        click.echo(_dev_banner(configuration, bind), err=True)
+    # prometheus_client reads this variable when first imported: set it before the import.
+    metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")
+    os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = metrics_directory
+    from service.server import run  # imports the app, gunicorn and prometheus_client
+
+    try:
+        run(
+            bind=bind,
+            workers=workers,
+            threads=threads,
+            metrics_directory=metrics_directory,
+            tls=(certfile, keyfile) if certfile and keyfile else None,
+        )
+    finally:
+        shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+@click.command("healthcheck")
+@click.option("--bind", default=BIND.default, envvar=BIND.name, help="As given to serve.")
+def healthcheck(bind: str) -> None:
+    """Exit 0 when the local server answers /healthz (the container's HEALTHCHECK)."""
+    host, _, port = bind.rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host.strip("[]")  # noqa: S104  # a bind-all address, not a bind
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            healthy = response.status == HTTPStatus.OK
+    except OSError:
+        healthy = False
+    click.echo("healthy" if healthy else "unhealthy")
+    sys.exit(0 if healthy else EXIT_NO)
+
+
+def _dev_banner(configuration: Configuration, bind: str) -> str:
+    settings = configuration.settings
+    session = DevIssuer.load_or_create(settings.dev_dir).session_token("alice", {}, system_clock())
+    curl = " ".join(
+        [
+            "curl -sS -X POST",
+            shlex.quote(f"http://{bind}/v1/tokens"),
+            "-H",
+            shlex.quote(f"Authorization: Bearer {session}"),
+            "-H 'Content-Type: application/json'",
+            "-d",
+            shlex.quote(json.dumps(DEMO_REQUEST)),
+        ]
+    )
+    lines = [
+        "",
+        f"Token Broker, development profile, on http://{bind}",
+        "Caller tokens come from the built-in development issuer (token-broker dev-session NAME).",
+    ]
+    if configuration.fake_credentials:
+        lines.append(FAKE_CREDENTIALS_NOTICE)
+    broker = os.path.relpath(Path(sys.executable).parent / "token-broker")
+    lines += [
+        "",
+        "Get a token for the development user 'alice':",
+        "",
+        f"  {curl}",
+        "",
+        "Check the token it returns (signature, expiry, what Twilio would say):",
+        "",
+        f"  BROKER_PROFILE=dev {shlex.quote(broker)} inspect TOKEN",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("dev-session")
+@click.argument("name")
+@click.option(
+    "--claim",
+    "claims",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra claim; repeat a key for a list.",
+)
+def dev_session(name: str, claims: tuple[str, ...]) -> None:
+    """Print a caller token for NAME from the development issuer (dev profile only)."""
+    settings = load().settings
+    if not settings.dev_issuer_enabled:
+        fail(["dev-session needs BROKER_PROFILE=dev; production has no development issuer"])
+    extra: dict[str, Any] = {}
+    for item in claims:
+        key, separator, value = item.partition("=")
+        if not separator or not key or key in _RESERVED_CLAIMS:
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE with a custom key", param_hint="--claim"
+            )
+        if key in extra:
+            previous = extra[key]
+            extra[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            extra[key] = value
+    issuer = DevIssuer.load_or_create(settings.dev_dir)
+    click.echo(issuer.session_token(name, extra, system_clock()))
+
+
+@click.command("inspect")
+@click.argument("token")
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+def inspect(token: str, as_json: bool) -> None:
+    """Decode a Twilio Access Token, verify it, and explain what Twilio would refuse.
+
+    Pass - to read the token from standard input. Exits 1 when the token is not valid.
+    """
+    if token == "-":
+        token = sys.stdin.read().strip()
+    configuration = load(strict=False)
+    if configuration is None:
+        click.echo(
+            "note:      the settings do not load here, so the signature cannot be checked "
+            "(for tokens from `make run`, set BROKER_PROFILE=dev)",
+            err=True,
+        )
+    key = SigningKey.from_settings(configuration.settings) if configuration else None
+    report = inspect_token(token, key, system_clock())
+    click.echo(_inspection_json(report) if as_json else _inspection_text(report))
+    sys.exit(0 if report.valid else EXIT_NO)
+
+
+def _inspection_json(report: Inspection) -> str:
+    return json.dumps(
+        {
+            "valid": report.valid,
+            "header": report.header,
+            "claims": report.claims,
+            "signature": report.signature,
+            "findings": [{"code": f.code, "message": str(f)} for f in report.findings],
+            "notes": list(report.notes),
+        },
+        indent=2,
+    )
+
+
+def _inspection_text(report: Inspection) -> str:
+    lines = [f"identity:  {report.identity}"]
+    grants = report.claims.get("grants")
+    for grant, value in grants.items() if isinstance(grants, dict) else ():
+        if grant != "identity":
+            lines.append(f"grant:     {grant} {json.dumps(value)}")
+    for claim in ("nbf", "exp"):
+        moment = report.claims.get(claim)
+        if isinstance(moment, int):
+            lines.append(f"{claim}:       {moment} ({iso(moment)})")
+    lines.append(f"signature: {report.signature}")
+    lines += [f"note:      {note}" for note in report.notes]
+    lines += [f"twilio would refuse it: {finding}" for finding in report.findings]
+    lines.append("verdict:   valid" if report.valid else "verdict:   NOT valid")
+    return "\n".join(lines)

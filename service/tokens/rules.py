@@ -1,0 +1,242 @@
+"""Who matches which rule, and which rooms a rule's patterns allow: the policy's ``[[rules]]``.
+
+A rule matches app users by their verified claims (``match = { claims = {...} }``, or
+``{}`` for everyone), or server-to-server callers by client name and the identities they
+may act for (``match = { clients = [...], identities = [...] }``); never both.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.patterns import glob_match
+from service.tables import TableReader, is_string_list
+from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
+
+Claims = Mapping[str, object]
+ClaimValue = str | int | bool
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+MAX_PATTERN_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class RoomPattern:
+    """A room pattern: literal text, ``*`` wildcards and ``{identity}``/``{claims.X}``.
+
+    The source is split once, at load time, into literal runs (already cut at ``*``) and
+    placeholder names; matching a room only fills in the placeholders.
+    """
+
+    source: str
+    _pieces: tuple[tuple[str, ...] | str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pieces: list[tuple[str, ...] | str] = []
+        position = 0
+        for found in PLACEHOLDER.finditer(self.source):
+            pieces.append(tuple(self.source[position : found.start()].split("*")))
+            pieces.append(found.group(1))
+            position = found.end()
+        pieces.append(tuple(self.source[position:].split("*")))
+        object.__setattr__(self, "_pieces", tuple(pieces))
+
+    def matches(self, room: str, identity: str, claims: Claims) -> bool:
+        segments = [""]
+        for piece in self._pieces:
+            if isinstance(piece, tuple):  # literal text, cut at each "*"
+                segments[-1] += piece[0]
+                segments.extend(piece[1:])
+                continue
+            value = identity if piece == "identity" else claims.get(piece[len("claims.") :])
+            if not isinstance(value, str) or not value:
+                return False
+            # A filled-in value is literal text: a "*" in a claim never becomes a wildcard.
+            segments[-1] += value
+        return glob_match(segments, room)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match_claims: Mapping[str, ClaimValue]
+    rooms: tuple[RoomPattern, ...] | None
+    voice_incoming: bool
+    voice_outgoing: bool
+    chat: bool
+    sync: bool
+    max_ttl: int
+
+    #: server-to-server clients (client-key names) this rule is for; empty: app users only
+    match_clients: tuple[str, ...] = ()
+    #: the identities those clients may act for (``*`` wildcards)
+    match_identities: tuple[str, ...] = ()
+
+    def applies_to(self, claims: Claims, identity: str, client_key: str | None) -> bool:
+        """App users are matched by claims; a client-key caller by its name and identity."""
+        if client_key is not None or self.match_clients:
+            return client_key in self.match_clients and any(
+                glob_match(pattern.split("*"), identity) for pattern in self.match_identities
+            )
+        return all(_claim_matches(claims.get(k), v) for k, v in self.match_claims.items())
+
+
+def _claim_matches(actual: object, expected: ClaimValue) -> bool:
+    if isinstance(actual, list):
+        return any(_same_value(item, expected) for item in actual)
+    return _same_value(actual, expected)
+
+
+def _same_value(actual: object, expected: ClaimValue) -> bool:
+    # bool is an int in Python; keep true and 1 apart.
+    return type(actual) is type(expected) and actual == expected
+
+
+def parse_rules(reader: TableReader, value: object, max_ttl: int) -> tuple[Rule, ...]:
+    """The ``[[rules]]`` array; each rule's ``max_ttl`` only tightens ``max_ttl``."""
+    if not isinstance(value, list):
+        reader.problem("rules must be an array of tables ([[rules]])")
+        return ()
+    rules = tuple(_rule(reader, raw, index, max_ttl) for index, raw in enumerate(value))
+    names = [rule.name for rule in rules]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        reader.problem(f"rule name {name!r} is used twice")
+    return rules
+
+
+def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
+    where = f"rules[{index}]"
+    table = reader.table(raw, where)
+    allowed = {"name", "match", "video", "voice", "chat", "sync", "max_ttl"}
+    reader.known_keys(table, allowed, where)
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        reader.problem(f"{where}.name must be a non-empty string")
+        name = f"#{index}"
+    where = f"rule {name!r}"
+    match = reader.table(table.get("match", {}), f"{where}.match")
+    reader.known_keys(match, {"claims", "clients", "identities"}, f"{where}.match")
+    clients, identities = _clients(reader, match, where)
+    incoming, outgoing = _voice(reader, table, where)
+    return Rule(
+        name=name,
+        match_claims=_match_claims(reader, match, where),
+        match_clients=clients,
+        match_identities=identities,
+        rooms=_rooms(reader, table, where),
+        voice_incoming=incoming,
+        voice_outgoing=outgoing,
+        chat=reader.flag(table.get("chat", False), f"{where}.chat"),
+        sync=reader.flag(table.get("sync", False), f"{where}.sync"),
+        max_ttl=_rule_max_ttl(reader, table, where, max_ttl),
+    )
+
+
+def _match_claims(
+    reader: TableReader, match: Mapping[str, object], where: str
+) -> dict[str, ClaimValue]:
+    claims: dict[str, ClaimValue] = {}
+    for claim, expected in reader.table(match.get("claims", {}), f"{where}.match.claims").items():
+        if isinstance(expected, str | int | bool):
+            claims[claim] = expected
+        else:
+            reader.problem(f"{where}.match.claims.{claim} must be a string, integer or boolean")
+    return claims
+
+
+def _clients(
+    reader: TableReader, match: Mapping[str, object], where: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``clients`` and the ``identities`` they may act for; both or neither."""
+    if "clients" not in match and "identities" not in match:
+        return (), ()
+    clients, identities = match.get("clients"), match.get("identities")
+    if not is_string_list(clients) or not is_string_list(identities):
+        reader.problem(
+            f"{where}.match: clients and identities go together, each a non-empty list "
+            "of strings (identities may use * wildcards)"
+        )
+        return (), ()
+    if "claims" in match:
+        reader.problem(f"{where}.match: a rule for clients cannot match claims too")
+    return tuple(clients), tuple(identities)
+
+
+def _voice(reader: TableReader, table: Mapping[str, object], where: str) -> tuple[bool, bool]:
+    if "voice" not in table:
+        return False, False
+    voice = reader.table(table["voice"], f"{where}.voice")
+    reader.known_keys(voice, {"incoming", "outgoing"}, f"{where}.voice")
+    incoming = reader.flag(voice.get("incoming", False), f"{where}.voice.incoming")
+    outgoing = reader.flag(voice.get("outgoing", False), f"{where}.voice.outgoing")
+    if not incoming and not outgoing:
+        reader.problem(f"{where}.voice must allow incoming, outgoing or both")
+    return incoming, outgoing
+
+
+def _rule_max_ttl(
+    reader: TableReader, table: Mapping[str, object], where: str, max_ttl: int
+) -> int:
+    if "max_ttl" not in table:
+        return max_ttl
+    rule_max_ttl = parse_ttl(reader, table["max_ttl"], f"{where}.max_ttl", max_ttl)
+    if rule_max_ttl > max_ttl:
+        reader.problem(f"{where}.max_ttl only tightens: it must not exceed [tokens].max_ttl")
+        return max_ttl
+    return rule_max_ttl
+
+
+def parse_ttl(reader: TableReader, value: object, where: str, default: int) -> int:
+    """A TTL in whole seconds within Twilio's limits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        reader.problem(f"{where} must be an integer number of seconds")
+        return default
+    if not MIN_TTL <= value <= TWILIO_MAX_TTL:
+        reader.problem(f"{where} must be from {MIN_TTL} to {TWILIO_MAX_TTL} seconds")
+        return default
+    return value
+
+
+def _rooms(
+    reader: TableReader, table: Mapping[str, object], where: str
+) -> tuple[RoomPattern, ...] | None:
+    if "video" not in table:
+        return None
+    video = reader.table(table["video"], f"{where}.video")
+    reader.known_keys(video, {"rooms"}, f"{where}.video")
+    value = video.get("rooms")
+    if not isinstance(value, list) or not value:
+        reader.problem(f"{where}.video.rooms must be a non-empty list of room patterns")
+        return ()
+    patterns = []
+    for pattern in value:
+        problem = _pattern_problem(pattern)
+        if problem:
+            reader.problem(f"{where}.video.rooms: {pattern!r} {problem}")
+        else:
+            patterns.append(RoomPattern(str(pattern)))
+    return tuple(patterns)
+
+
+def _pattern_problem(pattern: object) -> str | None:
+    """Why a room pattern is malformed, or None when it is usable."""
+    if not isinstance(pattern, str) or not pattern:
+        return "must be a non-empty string"
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return "is too long"
+    depth_free = PLACEHOLDER.sub("", pattern)
+    if "{" in depth_free or "}" in depth_free:
+        return "has an unbalanced or nested brace"
+    for found in PLACEHOLDER.finditer(pattern):
+        name = found.group(1)
+        if name != "identity" and not (
+            name.startswith("claims.") and CLAIM_NAME.fullmatch(name.removeprefix("claims."))
+        ):
+            return f"uses unknown placeholder {{{name}}} (use {{identity}} or {{claims.NAME}})"
+    if any(unicodedata.category(c).startswith("C") for c in pattern):
+        return "contains control or invisible characters"
+    return None

@@ -1,0 +1,1 @@
+"""Runaway spend: usage alerts that pause issuance, and Twilio's REST API for operators."""
