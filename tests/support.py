@@ -253,6 +253,7 @@ class RedisServer:
             self.process = None
 
 
+ROOT = Path(__file__).resolve().parent.parent
 BROKER = str(Path(sys.executable).parent / "token-broker")
 START_DEADLINE_SECONDS = 30.0
 

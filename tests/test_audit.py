@@ -1,4 +1,4 @@
-"""Audit: exactly one structured record per decision, never a token or credential."""
+"""The audit trail: one record per decision, a fingerprint of the token, never the token."""
 
 from __future__ import annotations
 

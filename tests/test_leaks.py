@@ -1,4 +1,4 @@
-"""The leak guard itself: it must fail when a secret or token shows up."""
+"""The leak guard itself: it must be able to fail."""
 
 from __future__ import annotations
 

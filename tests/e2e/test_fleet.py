@@ -1,0 +1,245 @@
+"""End to end with shared state: three broker instances (two workers each) on one real
+Redis; Redis failing mid-traffic; the SQLite audit trail across a kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from service.tokens.minting import token_fingerprint
+from tests import support
+from tests.conftest import LeakWatch
+
+BUDGET = 20
+
+
+FLEET_POLICY = support.POLICY.replace(
+    'per_identity = "1000/minute;20000/day"', f'per_identity = "{BUDGET}/minute"'
+)
+
+
+@dataclass
+class Fleet:
+    instances: list[support.BrokerProcess]
+    environment: dict[str, str]
+    redis: support.RedisServer
+    received: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ask(self, index: int, bearer: str, leaks: LeakWatch, body: Any = None) -> requests.Response:
+        url = self.instances[index % len(self.instances)].url
+        response = requests.post(
+            f"{url}/v1/tokens",
+            json=body or {"grants": {"sync": {}}},
+            headers={"Authorization": f"Bearer {bearer}"},
+            timeout=10,
+        )
+        if response.status_code == 200:
+            leaks.issued.add(response.json()["token"])
+            with self.lock:
+                self.received += 1
+        return response
+
+
+def operator(environment: dict[str, str], *arguments: str) -> None:
+    subprocess.run(
+        [support.BROKER, *arguments],
+        env={"PATH": os.environ.get("PATH", ""), **environment},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    keys: support.Keys, redis_server: support.RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    directory = tmp_path_factory.mktemp("fleet")
+    policy = directory / "policy.toml"
+    policy.write_text(FLEET_POLICY)
+    if redis_server.process is None:
+        redis_server.start()
+    with support.serve_jwks(keys.jwks()) as jwks:
+        environment = {
+            **support.base_environ(jwks.url, str(policy)),
+            "BROKER_STATE_URL": redis_server.url,
+        }
+        instances = [
+            support.start_broker(environment, directory, "--workers", "2") for _ in range(3)
+        ]
+        try:
+            yield Fleet(instances, environment, redis_server)
+        finally:
+            for instance in instances:
+                support.stop_broker(instance)
+
+
+def bearer(keys: support.Keys, leaks: LeakWatch, **claims: Any) -> str:
+    token = support.sign(support.caller_claims(**claims), keys.rsa_private, "RS256", "rsa-1")
+    leaks.bearers.add(token)
+    return token
+
+
+def _all_refuse(fleet: Fleet, session: str, leaks: LeakWatch, status: int, code: str) -> None:
+    for index in range(len(fleet.instances) * 4):  # every instance, both workers likely
+        response = fleet.ask(index, session, leaks)
+        assert response.status_code == status, response.text
+        assert response.json()["code"] == code
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_budget_of_n_admits_exactly_n_across_the_fleet(
+    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    session = bearer(keys, leaks, sub="budgeted")
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(
+            pool.map(lambda n: fleet.ask(n, session, leaks).status_code, range(3 * BUDGET))
+        )
+    assert statuses.count(200) == BUDGET
+    assert statuses.count(429) == 2 * BUDGET
+    assert len(statuses) == 3 * BUDGET
+
+
+def test_pause_and_revoke_reach_every_worker_within_a_second(
+    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    session = bearer(keys, leaks, sub="operator_target")
+    assert fleet.ask(0, session, leaks).status_code == 200
+    operator(fleet.environment, "pause", "--reason", "drill")
+    time.sleep(1.0)  # the promise under test: obeyed everywhere one second after the switch
+    _all_refuse(fleet, session, leaks, 503, "issuance_paused")
+    for instance in fleet.instances:
+        assert (
+            requests.get(f"{instance.url}/readyz", timeout=5).json()["paused"]["reason"] == "drill"
+        )
+    operator(fleet.environment, "resume")
+    operator(fleet.environment, "revoke", "--identity", "operator_target")
+    time.sleep(1.0)  # the same promise for revocation
+    _all_refuse(fleet, session, leaks, 403, "revoked")
+    operator(fleet.environment, "unrevoke", "--identity", "operator_target")
+
+
+def test_metrics_add_up_over_workers_and_instances(
+    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    for number in range(12):
+        assert (
+            fleet.ask(number, bearer(keys, leaks, sub=f"counted{number}"), leaks).status_code == 200
+        )
+    total = sum(
+        _metric(requests.get(f"{i.url}/metrics", timeout=5).text, "token_broker_tokens_total")
+        for i in fleet.instances
+    )
+    assert total == fleet.received
+
+
+def test_redis_failure_fails_closed_and_recovers_by_itself(
+    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    pids = [instance.process.pid for instance in fleet.instances]
+    statuses: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def traffic(offset: int) -> None:
+        number = offset
+        while not stop.is_set():
+            session = bearer(keys, leaks, sub=f"outage{number % 50}")
+            response = fleet.ask(number, session, leaks)
+            code = response.json().get("code", "") if response.status_code != 200 else ""
+            statuses.append((time.monotonic(), response.status_code, code))
+            number += 3
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(status == 200 for _, status, _ in statuses) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the polling interval, until traffic flows
+        fleet.redis.stop()
+        stopped_at = time.monotonic()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            moment > stopped_at + 1.0 for moment, _, _ in statuses
+        ):
+            time.sleep(0.02)  # the polling interval, until requests meet the outage
+        during = [(status, code) for moment, status, code in statuses if moment > stopped_at + 1.0]
+        for instance in fleet.instances:
+            assert requests.get(f"{instance.url}/readyz", timeout=5).status_code == 503
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        fleet.redis.start()
+    assert during
+    assert set(during) == {(503, "unavailable")}
+    assert all(status in (200, 429, 503) for _, status, _ in statuses)  # never a 500
+
+    session = bearer(keys, leaks, sub="after_outage")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        statuses_now = [fleet.ask(n, session, leaks).status_code for n in range(3)]
+        if statuses_now == [200, 200, 200]:
+            break
+        time.sleep(0.05)  # the polling interval, while connections come back
+    assert statuses_now == [200, 200, 200]
+    assert [instance.process.pid for instance in fleet.instances] == pids
+    assert all(instance.process.poll() is None for instance in fleet.instances)
+
+
+def test_sqlite_audit_trail_survives_kill_9(
+    keys: support.Keys, tmp_path: Path, leaks: LeakWatch, jwks: support.JwksServer
+) -> None:
+    (tmp_path / "policy.toml").write_text(support.POLICY)
+    environment = {
+        **support.base_environ(jwks.url, str(tmp_path / "policy.toml")),
+        "BROKER_STATE_URL": f"sqlite:///{tmp_path}/state.sqlite3",
+    }
+    server = support.start_broker(environment, tmp_path)
+    received = []
+    session = bearer(keys, leaks, sub="durable")
+    for _ in range(25):
+        response = requests.post(
+            f"{server.url}/v1/tokens",
+            json={"grants": {"sync": {}}},
+            headers={"Authorization": f"Bearer {session}"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        received.append(response.json()["token"])
+        leaks.issued.add(received[-1])
+    os.killpg(server.process.pid, signal.SIGKILL)  # master and worker, no goodbye
+    server.process.wait()
+
+    restarted = support.start_broker(environment, tmp_path)
+    support.stop_broker(restarted)
+    result = subprocess.run(
+        [support.BROKER, "audit", "--json", "--identity", "durable", "--limit", "1000"],
+        env={"PATH": os.environ.get("PATH", ""), **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    stored = {json.loads(line)["token"] for line in result.stdout.splitlines()}
+    assert {token_fingerprint(token) for token in received} <= stored
