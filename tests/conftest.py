@@ -1,4 +1,5 @@
-"""Shared fixtures: real keys, a real JWKS endpoint on loopback, the app and its client.
+"""Shared fixtures, in one place: real keys, a real JWKS endpoint on loopback, a fake clock,
+the app and its client, the command line, real Redis, a fake of Twilio's REST API.
 
 Every test is also a leak check: after it, captured logs must not contain the API key
 secret, any caller bearer token or any issued token, and no response may carry the
@@ -17,13 +18,20 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service import create_app
+from service.cli import main
 from service.configuration import Configuration, load_configuration
+from service.policy_file import Policy
+from service.state import StateStore, open_store
+from service.tokens.policy import Allowed, Denied
+from service.tokens.request import TokenRequest
 from tests import support
+from tests.fake_twilio import ADMIN_SID, ADMIN_TOKEN, FakeTwilio, serve_fake_twilio
 
 
 class LeakWatch:
@@ -130,13 +138,126 @@ def audit_stream(leaks: LeakWatch) -> Iterator[io.StringIO]:
 
 
 @pytest.fixture
-def app(configuration: Configuration, audit_stream: io.StringIO) -> Flask:
-    return create_app(configuration, audit_stream=audit_stream)
+def clock() -> support.FakeClock:
+    """The app's clock: time moves only when a test advances it."""
+    return support.FakeClock()
+
+
+@pytest.fixture
+def app(configuration: Configuration, audit_stream: io.StringIO, clock: support.FakeClock) -> Flask:
+    return create_app(configuration, clock=clock, audit_stream=audit_stream)
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def make_client(
+    environ: dict[str, str],
+    tmp_path: Path,
+    audit_stream: io.StringIO,
+    clock: support.FakeClock,
+) -> Callable[..., FlaskClient]:
+    """A client of an app built from ``environment`` (default: ``environ``), and
+    ``policy`` (the test policy) when given, sharing the test's clock and audit stream."""
+    built = 0
+
+    def make(environment: dict[str, str] | None = None, policy: str | None = None) -> FlaskClient:
+        nonlocal built
+        environment = dict(environ if environment is None else environment)
+        if policy is not None:
+            built += 1
+            path = tmp_path / f"policy-{built}.toml"
+            path.write_text(policy)
+            environment["BROKER_POLICY_FILE"] = str(path)
+        configuration = load_configuration(environment, dotenv_file=tmp_path / "absent.env")
+        return create_app(configuration, clock=clock, audit_stream=audit_stream).test_client()
+
+    return make
+
+
+@pytest.fixture
+def cli(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Result]:
+    """Run ``token-broker ARGS`` in-process with ``env`` (default: ``environ``) only;
+    ``check`` asserts that it succeeded."""
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working tree
+    for name in [*support.base_environ("", ""), "BROKER_DEV_DIR", "BROKER_STATE_URL"]:
+        monkeypatch.delenv(name, raising=False)
+
+    def invoke(
+        *args: str, env: dict[str, str] | None = None, stdin: str | None = None, check: bool = False
+    ) -> Result:
+        result = CliRunner().invoke(
+            main, list(args), env=environ if env is None else env, input=stdin
+        )
+        if check:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def admin_cli(cli: Callable[..., Result], twilio: FakeTwilio) -> Callable[..., Result]:
+    """Run a command that talks to Twilio's REST API, pointed at the fake."""
+
+    def invoke(environment: dict[str, str], *args: str, token: str = ADMIN_TOKEN) -> Result:
+        credentials = {
+            "TWILIO_ADMIN_ACCOUNT_SID": ADMIN_SID,
+            "TWILIO_ADMIN_AUTH_TOKEN": token,
+            "TWILIO_API_BASE_URL": twilio.url,
+        }
+        return cli(*args, env={**environment, **credentials})
+
+    return invoke
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with serve_fake_twilio() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    """Each state store in turn, empty."""
+    if request.param == "sqlite":
+        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
+    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
+
+
+@pytest.fixture
+def keyed(environ: dict[str, str], policy_file: Path, tmp_path: Path) -> dict[str, str]:
+    """The test environment with client keys and a rule for the client "backend"."""
+    policy_file.write_text(policy_file.read_text() + support.BACKEND_RULE)
+    return {**environ, "BROKER_CLIENT_KEYS_FILE": str(tmp_path / "keys" / "client-keys.json")}
+
+
+@pytest.fixture
+def create_key(
+    cli: Callable[..., Result], leaks: LeakWatch
+) -> Callable[[dict[str, str], str], str]:
+    """Create a client key with the command line; from then on it must never leak."""
+
+    def create(environment: dict[str, str], name: str) -> str:
+        result = cli("client-key", "create", name, env=environment)
+        assert result.exit_code == 0, result.output
+        key = result.stdout.strip()
+        leaks.bearers.add(key)
+        return key
+
+    return create
+
+
+@pytest.fixture
+def voice_environ(environ: dict[str, str], policy_file: Path) -> dict[str, str]:
+    """The test environment with the test dial policy and a caller ID."""
+    policy_file.write_text(policy_file.read_text() + support.DIAL)
+    return {**environ, "TWILIO_CALLER_ID": support.CALLER_ID}
 
 
 @pytest.fixture
@@ -165,7 +286,10 @@ def caller_token(keys: support.Keys, leaks: LeakWatch) -> Callable[..., str]:
 
 @pytest.fixture
 def post(client: FlaskClient, leaks: LeakWatch) -> Callable[..., TestResponse]:
-    """POST /v1/tokens and leak-check the response."""
+    """POST /v1/tokens (to ``client``, default the app's) and leak-check the response.
+
+    ``options`` go to the test client (``environ_base``, ``base_url``).
+    """
 
     def post(
         body: Any = None,
@@ -174,13 +298,101 @@ def post(client: FlaskClient, leaks: LeakWatch) -> Callable[..., TestResponse]:
         raw: bytes | None = None,
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
+        to: FlaskClient | None = None,
+        **options: Any,
     ) -> TestResponse:
         all_headers = {"Content-Type": content_type, **(headers or {})}
         if bearer is not None:
             all_headers["Authorization"] = f"Bearer {bearer}"
         data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
-        response = client.post("/v1/tokens", data=data, headers=all_headers)
+        response = (to or client).post("/v1/tokens", data=data, headers=all_headers, **options)
         leaks.check_response(response)
         return response
 
     return post
+
+
+@pytest.fixture
+def post_from(post: Callable[..., TestResponse]) -> Callable[..., int]:
+    """POST a video request as a caller at ``remote`` (over TLS, so not refused for HTTP),
+    optionally through a proxy that says ``forwarded``; return the status."""
+
+    def send(
+        bearer: str, remote: str, forwarded: str | None = None, to: FlaskClient | None = None
+    ) -> int:
+        headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+        response = post(
+            support.VIDEO,
+            bearer,
+            headers=headers,
+            to=to,
+            environ_base={"REMOTE_ADDR": remote},
+            base_url="https://broker.example.test",
+        )
+        return response.status_code
+
+    return send
+
+
+@pytest.fixture
+def limited_client(make_client: Callable[..., FlaskClient]) -> FlaskClient:
+    """An app with small budgets (``support.LIMITED_POLICY``)."""
+    return make_client(policy=support.LIMITED_POLICY)
+
+
+@pytest.fixture
+def backend(make_client: Callable[..., FlaskClient], keyed: dict[str, str]) -> FlaskClient:
+    """An app that knows client keys, with a rule for the client "backend"."""
+    return make_client(keyed)
+
+
+@pytest.fixture
+def voice(make_client: Callable[..., FlaskClient], voice_environ: dict[str, str]) -> FlaskClient:
+    """An app with the test dial policy."""
+    return make_client(voice_environ)
+
+
+@pytest.fixture
+def inbound(
+    make_client: Callable[..., FlaskClient], voice_environ: dict[str, str], policy_file: Path
+) -> FlaskClient:
+    """An app with the test dial policy and inbound routes (``support.INCOMING``)."""
+    return make_client(voice_environ, policy=policy_file.read_text() + support.INCOMING)
+
+
+@pytest.fixture
+def key_environ(environ: dict[str, str], tmp_path: Path, leaks: LeakWatch) -> dict[str, str]:
+    """The signing key given as files behind a symlink, as a Kubernetes secret mounts it:
+    ``tmp_path / "key"``, holding ``support.OLD_KEY``."""
+    leaks.secrets.update({support.OLD_KEY[1], support.NEW_KEY[1]})
+    link = tmp_path / "key"
+    support.swap_link(link, support.write_key(tmp_path / "v1", support.OLD_KEY))
+    return {
+        **support.without_static_key(environ),
+        "TWILIO_API_KEY_SID_FILE": str(link / "sid"),
+        "TWILIO_API_KEY_SECRET_FILE": str(link / "secret"),
+    }
+
+
+@pytest.fixture(scope="session")
+def decide() -> Callable[..., Allowed | Denied]:
+    """The test policy's decision for ``identity`` (default alice) with ``claims``."""
+    policy = Policy.from_toml(support.POLICY).tokens
+
+    def decide(
+        request: TokenRequest, identity: str = "alice", **claims: object
+    ) -> Allowed | Denied:
+        return policy.decide(identity, {"sub": identity, **claims}, request)
+
+    return decide
+
+
+@pytest.fixture
+def process_environ(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """``environ`` as the process environment, in an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return environ

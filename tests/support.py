@@ -1,7 +1,12 @@
-"""Test helpers shared by several test modules: keys, a JWKS server, caller tokens."""
+"""Plain helpers behind the fixtures (and the benchmark): keys, servers, clocks, policies.
+
+Fixtures live in ``conftest.py``; what is here has no pytest state, so that the benchmark
+can use the same servers and polling.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -13,17 +18,25 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from twilio.request_validator import RequestValidator
+from werkzeug.test import TestResponse
+
+from service.settings import OidcSettings
 
 ISSUER = "https://id.example.test/"
 AUDIENCE = "token-broker-tests"
@@ -36,6 +49,81 @@ CONVERSATIONS_SID = "IS" + "1b2c3d4e" * 4
 SYNC_SID = "IS" + "2c3d4e5f" * 4
 APNS_SID = "CR" + "3d4e5f6a" * 4
 FCM_SID = "CR" + "4e5f6a7b" * 4
+VIDEO = {"grants": {"video": {"room": "lobby"}}}
+#: The types of the ``post`` and ``caller_token`` fixtures.
+Post = Callable[..., TestResponse]
+Token = Callable[..., str]
+#: Where the test client's webhooks are, as Twilio would sign them.
+VOICE_URL = "http://localhost/v1/twilio/voice"
+INCOMING_URL = "http://localhost/v1/twilio/voice/incoming"
+USAGE_ALERT_URL = "http://localhost/v1/twilio/usage-alert"
+CALLER_ID = "+15005550006"
+ALICE_TO_US = {"From": "client:alice", "To": "+15551234567", "CallSid": "CA" + "0" * 32}
+#: A usage trigger's callback, as Twilio sends it.
+ALERT = {
+    "AccountSid": ACCOUNT_SID,
+    "UsageTriggerSid": "UT" + "1" * 32,
+    "UsageCategory": "calls",
+    "CurrentValue": "1000.00",
+    "TriggerValue": "500",
+}
+
+
+class FakeClock:
+    """The broker's one clock, in a test's hands: it moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
+    """Poll ``check`` until it holds or ``within`` seconds pass: for real processes only."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # the polling interval, bounded by the deadline
+    return True
+
+
+def twilio_signature(
+    params: Mapping[str, str], url: str = VOICE_URL, token: str = AUTH_TOKEN
+) -> dict[str, str]:
+    """The header Twilio sends: HMAC-SHA1 over the URL and the sorted parameters."""
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, dict(params))}
+
+
+def call(
+    client: Any,
+    params: Mapping[str, str],
+    headers: Mapping[str, str] | None = None,
+    *,
+    path: str = "/v1/twilio/voice",
+    **options: Any,
+) -> TestResponse:
+    """POST a Twilio webhook, signed as Twilio signs it for ``path`` unless ``headers`` say."""
+    if headers is None:
+        headers = twilio_signature(params, "http://localhost" + path)
+    response: TestResponse = client.post(path, data=dict(params), headers=dict(headers), **options)
+    return response
+
+
+def assert_problem(response: TestResponse, status: int, code: str) -> None:
+    """A problem+json refusal with this status and code, its request id, and no token."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["code"] == code
+    assert problem["status"] == status
+    assert problem["request_id"] == response.headers["X-Request-Id"]
+    assert "token" not in problem
+    assert "Traceback" not in response.get_data(as_text=True)
 
 
 @dataclass
@@ -158,6 +246,44 @@ def sign(claims: Mapping[str, Any], key: Any, algorithm: str, kid: str, **header
     return jwt.encode(dict(claims), key, algorithm=algorithm, headers={"kid": kid, **headers})
 
 
+def without_static_key(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without TWILIO_API_KEY_SID/SECRET, for giving the key as files."""
+    return {
+        k: v for k, v in environ.items() if k not in ("TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET")
+    }
+
+
+#: Two API keys, before and after a rotation.
+OLD_KEY = ("SK" + "1" * 32, "old-secret-" + "o" * 30)
+NEW_KEY = ("SK" + "2" * 32, "new-secret-" + "n" * 30)
+
+
+def write_key(directory: Path, key: tuple[str, str]) -> Path:
+    """Write an API key (SID, secret) as the two files a Kubernetes secret would mount."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sid").write_text(key[0] + "\n")
+    (directory / "secret").write_text(key[1] + "\n")
+    return directory
+
+
+def swap_link(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` in one atomic rename, as Kubernetes does."""
+    temporary = link.with_name(link.name + ".new")
+    temporary.symlink_to(target)
+    temporary.replace(link)
+
+
+def oidc_settings(jwks_url: str) -> OidcSettings:
+    """The test identity provider's settings, with its keys at ``jwks_url``."""
+    return OidcSettings(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        jwks_url=jwks_url,
+        algorithms=("RS256", "ES256"),
+        leeway_seconds=30,
+    )
+
+
 def base_environ(jwks_url: str, policy_file: str) -> dict[str, str]:
     return {
         "BROKER_PROFILE": "production",
@@ -199,6 +325,30 @@ max_ttl = 900
 
 [limits]
 per_identity = "1000/minute;20000/day"
+"""
+#: Small budgets, to see them spent.
+LIMITED_POLICY = POLICY.replace(
+    '[limits]\nper_identity = "1000/minute;20000/day"\n',
+    '[limits]\nper_identity = "3/minute"\nper_ip = "6/minute"\nauth_failures_per_ip = "4/minute"\n'
+    "voice_outgoing_cost = 3\n",
+)
+DIAL = """
+[dial]
+allowed_prefixes = ["+1", "+44"]
+blocked_prefixes = ["+1900", "+44870"]
+client_identities = ["agent_*"]
+calls_per_identity = "3/hour"
+"""
+INCOMING = """
+[incoming]
+numbers = { "+15005550006" = ["agent_1", "agent_2"] }
+"""
+BACKEND_RULE = """
+[[rules]]
+name = "backend"
+match = { clients = ["backend"], identities = ["user_*"] }
+video = { rooms = ["{identity}-*"] }
+voice = { incoming = true }
 """
 
 
@@ -298,3 +448,34 @@ def stop_broker(server: BrokerProcess) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile

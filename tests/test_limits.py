@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -11,13 +10,6 @@ from service.errors import RateLimited, Unavailable
 from service.limits import RateLimiter
 from service.state import StateStore, open_store
 from tests import support
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=1)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=1)
 
 
 def spend(

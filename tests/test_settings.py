@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from service.configuration import load_configuration
 from service.environment import fake_twilio_credentials
 from service.errors import ConfigurationError
-from service.settings import DEV_ISSUER, Settings
+from service.settings import DEV_ISSUER, VARIABLES, Settings
 from tests import support
 
 
@@ -161,3 +162,17 @@ def test_the_fake_development_secret_is_refused_in_production(environ: dict[str,
     fake_secret = fake_twilio_credentials()["TWILIO_API_KEY_SECRET"]
     problems = problems_of({**environ, "TWILIO_API_KEY_SECRET": fake_secret})
     assert any("development placeholder" in p for p in problems)
+
+
+def test_env_example_documents_exactly_the_declared_variables() -> None:
+    text = (support.ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+    assert documented == {variable.name for variable in VARIABLES}
+
+
+def test_secrets_have_no_defaults_and_never_show() -> None:
+    for variable in VARIABLES:
+        if variable.secret:
+            assert not variable.default, variable.name
+    names = [variable.name for variable in VARIABLES]
+    assert len(names) == len(set(names))

@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from werkzeug.test import TestResponse
 
 from service.callers import Authenticator
 from service.callers.oidc import oidc_verifier
 from service.errors import AuthenticationFailed
-from service.settings import OidcSettings
 from tests import support
-
-VIDEO = {"grants": {"video": {"room": "lobby"}}}
-
-
-def oidc(url: str) -> OidcSettings:
-    return OidcSettings(
-        issuer=support.ISSUER,
-        audience=support.AUDIENCE,
-        jwks_url=url,
-        algorithms=("RS256", "ES256"),
-        leeway_seconds=30,
-    )
-
-
-Post = Callable[..., TestResponse]
-
-
-Token = Callable[..., str]
-
-
-def assert_problem(response: TestResponse, status: int, code: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem = response.get_json()
-    assert problem["code"] == code
-    assert problem["status"] == status
-    assert problem["request_id"] == response.headers["X-Request-Id"]
-    assert "token" not in problem
-    assert "Traceback" not in response.get_data(as_text=True)
-
 
 _header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
 
@@ -54,7 +21,7 @@ def test_verified_caller_is_cached_until_exp_only(
     keys: support.Keys, jwks: support.JwksServer
 ) -> None:
     now = [datetime.now(UTC)]
-    verifier = oidc_verifier(oidc(jwks.url))
+    verifier = oidc_verifier(support.oidc_settings(jwks.url))
     authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: now[0])
     exp = int(now[0].timestamp()) + 120
     token = support.sign(support.caller_claims(exp=exp), keys.rsa_private, "RS256", "rsa-1")
@@ -70,7 +37,9 @@ def test_identity_claim_must_be_a_non_empty_string(
     keys: support.Keys, jwks: support.JwksServer
 ) -> None:
     authenticator = Authenticator(
-        [oidc_verifier(oidc(jwks.url))], identity_claim="email", clock=lambda: datetime.now(UTC)
+        [oidc_verifier(support.oidc_settings(jwks.url))],
+        identity_claim="email",
+        clock=lambda: datetime.now(UTC),
     )
     for claims in (
         support.caller_claims(),
@@ -87,11 +56,13 @@ def test_identity_claim_must_be_a_non_empty_string(
 
 
 def test_missing_or_non_bearer_authorization(
-    client: FlaskClient, post: Post, caller_token: Token
+    client: FlaskClient, post: support.Post, caller_token: support.Token
 ) -> None:
-    assert_problem(post(VIDEO), 401, "invalid_token")
-    response = client.post("/v1/tokens", json=VIDEO, headers={"Authorization": "Basic YTpi"})
-    assert_problem(response, 401, "invalid_token")
+    support.assert_problem(post(support.VIDEO), 401, "invalid_token")
+    response = client.post(
+        "/v1/tokens", json=support.VIDEO, headers={"Authorization": "Basic YTpi"}
+    )
+    support.assert_problem(response, 401, "invalid_token")
 
 
 @settings(
@@ -99,5 +70,7 @@ def test_missing_or_non_bearer_authorization(
 )
 @given(authorization=_header_text)
 def test_any_authorization_header_is_a_clean_401(client: FlaskClient, authorization: str) -> None:
-    response = client.post("/v1/tokens", json=VIDEO, headers={"Authorization": authorization})
-    assert_problem(response, 401, "invalid_token")
+    response = client.post(
+        "/v1/tokens", json=support.VIDEO, headers={"Authorization": authorization}
+    )
+    support.assert_problem(response, 401, "invalid_token")

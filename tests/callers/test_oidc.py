@@ -11,29 +11,16 @@ from werkzeug.test import TestResponse
 from service.callers import Authenticator
 from service.callers.oidc import oidc_verifier
 from service.errors import AuthenticationFailed, Unavailable
-from service.settings import OidcSettings
 from tests import support
-
-VIDEO = {"grants": {"video": {"room": "lobby"}}}
-
-
-def oidc(url: str) -> OidcSettings:
-    return OidcSettings(
-        issuer=support.ISSUER,
-        audience=support.AUDIENCE,
-        jwks_url=url,
-        algorithms=("RS256", "ES256"),
-        leeway_seconds=30,
-    )
 
 
 def test_unknown_kid_flood_fetches_the_jwks_at_most_once_per_cooldown(
     post: Callable[..., TestResponse], caller_token: Callable[..., str], jwks: support.JwksServer
 ) -> None:
-    assert post(VIDEO, caller_token()).status_code == 200
+    assert post(support.VIDEO, caller_token()).status_code == 200
     assert jwks.fetches == 1
     for number in range(50):
-        response = post(VIDEO, caller_token(kid=f"unknown-{number}"))
+        response = post(support.VIDEO, caller_token(kid=f"unknown-{number}"))
         assert response.status_code == 401
     assert jwks.fetches == 1  # the first fetch was within the cooldown: no refresh at all
 
@@ -41,7 +28,7 @@ def test_unknown_kid_flood_fetches_the_jwks_at_most_once_per_cooldown(
 def test_unknown_kid_refreshes_after_the_cooldown(
     keys: support.Keys, jwks: support.JwksServer
 ) -> None:
-    verifier = oidc_verifier(oidc(jwks.url), cooldown_seconds=0.0)
+    verifier = oidc_verifier(support.oidc_settings(jwks.url), cooldown_seconds=0.0)
     authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
     token = support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
     authenticator.authenticate(f"Bearer {token}")
@@ -52,7 +39,7 @@ def test_unknown_kid_refreshes_after_the_cooldown(
 
 
 def test_rotated_key_is_picked_up(keys: support.Keys, jwks: support.JwksServer) -> None:
-    verifier = oidc_verifier(oidc(jwks.url), cooldown_seconds=0.0)
+    verifier = oidc_verifier(support.oidc_settings(jwks.url), cooldown_seconds=0.0)
     authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
     authenticator.authenticate(
         "Bearer " + support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
@@ -68,7 +55,7 @@ def test_rotated_key_is_picked_up(keys: support.Keys, jwks: support.JwksServer) 
 
 
 def test_unreachable_jwks_is_unavailable_not_unauthorized(keys: support.Keys) -> None:
-    verifier = oidc_verifier(oidc("http://127.0.0.1:9/jwks.json"))
+    verifier = oidc_verifier(support.oidc_settings("http://127.0.0.1:9/jwks.json"))
     authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
     token = support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
     with pytest.raises(Unavailable):

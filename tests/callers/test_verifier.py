@@ -13,28 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from werkzeug.test import TestResponse
 
 from tests import support
-
-Post = Callable[..., TestResponse]
-
-
-Token = Callable[..., str]
-
-
-VIDEO = {"grants": {"video": {"room": "lobby"}}}
-
-
-def assert_problem(response: TestResponse, status: int, code: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem = response.get_json()
-    assert problem["code"] == code
-    assert problem["status"] == status
-    assert problem["request_id"] == response.headers["X-Request-Id"]
-    assert "token" not in problem
-    assert "Traceback" not in response.get_data(as_text=True)
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -66,7 +46,7 @@ def _raw_signed(claims: dict[str, Any], keys: support.Keys) -> str:
     )
 
 
-BAD_CREDENTIALS: dict[str, Callable[[Token, support.Keys], str]] = {
+BAD_CREDENTIALS: dict[str, Callable[[support.Token, support.Keys], str]] = {
     "alg none": lambda t, k: _unsigned("none"),
     "alg None": lambda t, k: _unsigned("None"),
     "alg NONE": lambda t, k: _unsigned("NONE"),
@@ -118,15 +98,17 @@ _segment = st.binary(max_size=120).map(
 
 @pytest.mark.parametrize("case", sorted(BAD_CREDENTIALS))
 def test_bad_credentials_are_refused(
-    case: str, post: Post, caller_token: Token, keys: support.Keys
+    case: str, post: support.Post, caller_token: support.Token, keys: support.Keys
 ) -> None:
-    response = post(VIDEO, BAD_CREDENTIALS[case](caller_token, keys))
-    assert_problem(response, 401, "invalid_token")
+    response = post(support.VIDEO, BAD_CREDENTIALS[case](caller_token, keys))
+    support.assert_problem(response, 401, "invalid_token")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_ec_caller_is_accepted(post: Post, caller_token: Token, keys: support.Keys) -> None:
-    response = post(VIDEO, caller_token(key=keys.ec_private, algorithm="ES256", kid="ec-1"))
+def test_ec_caller_is_accepted(
+    post: support.Post, caller_token: support.Token, keys: support.Keys
+) -> None:
+    response = post(support.VIDEO, caller_token(key=keys.ec_private, algorithm="ES256", kid="ec-1"))
     assert response.status_code == 200
 
 
@@ -138,5 +120,5 @@ def test_any_three_part_garbage_is_a_clean_401(
     client: FlaskClient, header: str, payload: str, signature: str
 ) -> None:
     bearer = f"Bearer {header}.{payload}.{signature}"
-    response = client.post("/v1/tokens", json=VIDEO, headers={"Authorization": bearer})
-    assert_problem(response, 401, "invalid_token")
+    response = client.post("/v1/tokens", json=support.VIDEO, headers={"Authorization": bearer})
+    support.assert_problem(response, 401, "invalid_token")

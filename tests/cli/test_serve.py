@@ -9,32 +9,14 @@ from pathlib import Path
 
 import jwt
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from flask.testing import FlaskClient
 
-from service import create_app
-from service.cli import main
-from service.configuration import load_configuration
 from service.tokens.minting import Minter, Services, SigningKey
 from service.tokens.policy import Plan, VideoPlan
 from tests import support
 from tests.conftest import LeakWatch
-
-
-@pytest.fixture
-def run(
-    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    monkeypatch.chdir(tmp_path)  # no stray .env from the working tree
-
-    def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
-        for name in [*support.base_environ("", ""), "BROKER_DEV_DIR"]:
-            monkeypatch.delenv(name, raising=False)
-        return CliRunner().invoke(
-            main, list(args), env=env if env is not None else environ, input=stdin
-        )
-
-    return invoke
+from tests.fake_twilio import FakeTwilio
 
 
 def issued_token(leaks: LeakWatch, **plan: object) -> str:
@@ -65,16 +47,16 @@ def _forged(
     )
 
 
-def test_check_config_ok(run: Callable[..., Result]) -> None:
-    result = run("check-config")
+def test_check_config_ok(cli: Callable[..., Result]) -> None:
+    result = cli("check-config")
     assert result.exit_code == 0, result.output
     assert "ok: profile production, 2 policy rules" in result.output
 
 
 def test_check_config_lists_every_problem(
-    run: Callable[..., Result], environ: dict[str, str]
+    cli: Callable[..., Result], environ: dict[str, str]
 ) -> None:
-    result = run(
+    result = cli(
         "check-config", env={**environ, "TWILIO_REGION": "mars1", "TWILIO_API_KEY_SECRET": "short"}
     )
     assert result.exit_code == 2
@@ -83,9 +65,9 @@ def test_check_config_lists_every_problem(
 
 
 def test_inspect_reports_a_fresh_token_as_valid(
-    run: Callable[..., Result], leaks: LeakWatch
+    cli: Callable[..., Result], leaks: LeakWatch
 ) -> None:
-    result = run("inspect", issued_token(leaks))
+    result = cli("inspect", issued_token(leaks))
     assert result.exit_code == 0, result.output
     assert "identity:  alice" in result.output
     assert 'grant:     video {"room": "lobby"}' in result.output
@@ -94,8 +76,8 @@ def test_inspect_reports_a_fresh_token_as_valid(
     leaks.check_text(result.output)
 
 
-def test_inspect_reads_stdin_and_prints_json(run: Callable[..., Result], leaks: LeakWatch) -> None:
-    result = run("inspect", "-", "--json", stdin=issued_token(leaks) + "\n")
+def test_inspect_reads_stdin_and_prints_json(cli: Callable[..., Result], leaks: LeakWatch) -> None:
+    result = cli("inspect", "-", "--json", stdin=issued_token(leaks) + "\n")
     report = json.loads(result.output)
     assert report["valid"] is True
     assert report["claims"]["grants"]["identity"] == "alice"
@@ -121,37 +103,45 @@ def test_inspect_reads_stdin_and_prints_json(run: Callable[..., Result], leaks: 
         ("not.a.token", "20101"),
     ],
 )
-def test_inspect_explains_twilio_errors(run: Callable[..., Result], token: str, code: str) -> None:
-    result = run("inspect", token)
+def test_inspect_explains_twilio_errors(
+    cli: Callable[..., Result], token: str, code: str, twilio: FakeTwilio
+) -> None:
+    result = cli("inspect", token)
     assert result.exit_code == 1
     assert f"twilio would refuse it: {code}" in result.output
     assert "verdict:   NOT valid" in result.output
 
 
 def test_inspect_without_settings_does_not_check_the_signature(
-    run: Callable[..., Result], leaks: LeakWatch
+    cli: Callable[..., Result], leaks: LeakWatch
 ) -> None:
-    result = run("inspect", issued_token(leaks), env={})
+    result = cli("inspect", issued_token(leaks), env={})
     assert result.exit_code == 1
     assert "signature: not_checked" in result.output
 
 
-def test_dev_session_needs_the_dev_profile(run: Callable[..., Result]) -> None:
-    result = run("dev-session", "alice")
+def test_dev_session_needs_the_dev_profile(cli: Callable[..., Result]) -> None:
+    result = cli("dev-session", "alice")
     assert result.exit_code == 2
     assert "BROKER_PROFILE=dev" in result.output
 
 
 def test_dev_session_token_gets_a_token_from_a_dev_app(
-    run: Callable[..., Result], policy_file: Path, tmp_path: Path, leaks: LeakWatch
+    cli: Callable[..., Result],
+    policy_file: Path,
+    tmp_path: Path,
+    leaks: LeakWatch,
+    post: support.Post,
+    make_client: Callable[..., FlaskClient],
 ) -> None:
 
     dev_env = {
         "BROKER_PROFILE": "dev",
         "BROKER_POLICY_FILE": str(policy_file),
         "BROKER_DEV_DIR": str(tmp_path / "dev"),
+        "BROKER_STATE_URL": f"sqlite:///{tmp_path}/state.db",
     }
-    result = run(
+    result = cli(
         "dev-session",
         "dave",
         "--claim",
@@ -167,40 +157,33 @@ def test_dev_session_token_gets_a_token_from_a_dev_app(
     leaks.bearers.add(session)
     claims = jwt.decode(session, options={"verify_signature": False})
     assert claims["roles"] == ["agent", "admin"]
-    client: FlaskClient = create_app(
-        load_configuration(dev_env, dotenv_file=tmp_path / "none")
-    ).test_client()
-    response = client.post(
-        "/v1/tokens",
-        json={"grants": {"voice": {}, "video": {"room": "team-blue-1"}}},
-        headers={"Authorization": f"Bearer {session}"},
-    )
+    client = make_client(dev_env)
+    response = post({"grants": {"voice": {}, "video": {"room": "team-blue-1"}}}, session, to=client)
     assert response.status_code == 200
     assert response.get_json()["identity"] == "dave"
-    leaks.check_response(response)
 
 
 def test_dev_session_refuses_reserved_claims(
-    run: Callable[..., Result], policy_file: Path, tmp_path: Path
+    cli: Callable[..., Result], policy_file: Path, tmp_path: Path
 ) -> None:
     dev_env = {
         "BROKER_PROFILE": "dev",
         "BROKER_POLICY_FILE": str(policy_file),
         "BROKER_DEV_DIR": str(tmp_path / "dev"),
     }
-    result = run("dev-session", "dave", "--claim", "sub=root", env=dev_env)
+    result = cli("dev-session", "dave", "--claim", "sub=root", env=dev_env)
     assert result.exit_code != 0
 
 
 def test_serve_refuses_to_start_with_bad_configuration(
-    run: Callable[..., Result], environ: dict[str, str]
+    cli: Callable[..., Result], environ: dict[str, str]
 ) -> None:
-    result = run("serve", env={**environ, "OIDC_ISSUER": ""})
+    result = cli("serve", env={**environ, "OIDC_ISSUER": ""})
     assert result.exit_code == 2
     assert "OIDC_ISSUER is required in production" in result.output
 
 
-def test_sqlite_state_refuses_several_workers(environ: dict[str, str]) -> None:
-    result = CliRunner().invoke(main, ["serve", "--workers", "2"], env=environ)
+def test_sqlite_state_refuses_several_workers(cli: Callable[..., Result]) -> None:
+    result = cli("serve", "--workers", "2")
     assert result.exit_code == 2
     assert "one worker" in result.output

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from service import create_app
-from service.configuration import load_configuration
 from service.http import broker
-
-
-def build(environment: dict[str, str], tmp_path: Path, audit_stream: io.StringIO) -> Flask:
-    return create_app(
-        load_configuration(environment, dotenv_file=tmp_path / "none"), audit_stream=audit_stream
-    )
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -37,19 +27,17 @@ def test_readyz_names_its_checks(client: FlaskClient) -> None:
 def test_readyz_fails_without_a_signing_key(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    issuer = broker(client.application).issuance
-    monkeypatch.setattr(issuer, "readiness", lambda: {"signing_key": False})
+    issuance = broker(client.application).issuance
+    monkeypatch.setattr(issuance, "readiness", lambda: {"signing_key": False})
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["signing_key"] == "failed"
 
 
 def test_metrics_require_the_token_when_set(
-    environ: dict[str, str], tmp_path: Path, audit_stream: io.StringIO
+    environ: dict[str, str], make_client: Callable[..., FlaskClient]
 ) -> None:
-    client = build(
-        {**environ, "BROKER_METRICS_TOKEN": "m" * 32}, tmp_path, audit_stream
-    ).test_client()
+    client = make_client({**environ, "BROKER_METRICS_TOKEN": "m" * 32})
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32})

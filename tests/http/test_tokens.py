@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from tests import support
-
-Post = Callable[..., TestResponse]
-
-
-Token = Callable[..., str]
-
-
-VIDEO = {"grants": {"video": {"room": "lobby"}}}
-
-
-def assert_problem(response: TestResponse, status: int, code: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem = response.get_json()
-    assert problem["code"] == code
-    assert problem["status"] == status
-    assert problem["request_id"] == response.headers["X-Request-Id"]
-    assert "token" not in problem
-    assert "Traceback" not in response.get_data(as_text=True)
-
 
 BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
     "malformed json": (b'{"grants": ', 400, "invalid_json"),
@@ -105,52 +83,33 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BODIES))
-def test_bad_bodies_are_refused(case: str, post: Post, caller_token: Token) -> None:
+def test_bad_bodies_are_refused(case: str, post: support.Post, caller_token: support.Token) -> None:
     raw, status, code = BAD_BODIES[case]
-    assert_problem(post(bearer=caller_token(), raw=raw), status, code)
+    support.assert_problem(post(bearer=caller_token(), raw=raw), status, code)
 
 
-def test_body_over_4_kib(post: Post, caller_token: Token) -> None:
+def test_body_over_4_kib(post: support.Post, caller_token: support.Token) -> None:
     raw = json.dumps({"grants": {"video": {"room": "lobby"}}, "pad": "x" * 5000}).encode()
-    assert_problem(post(bearer=caller_token(), raw=raw), 413, "payload_too_large")
+    support.assert_problem(post(bearer=caller_token(), raw=raw), 413, "payload_too_large")
 
 
 @pytest.mark.parametrize(
     "content_type",
     ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", ""],
 )
-def test_wrong_content_type(content_type: str, post: Post, caller_token: Token) -> None:
-    response = post(VIDEO, caller_token(), content_type=content_type)
-    assert_problem(response, 415, "unsupported_media_type")
+def test_wrong_content_type(
+    content_type: str, post: support.Post, caller_token: support.Token
+) -> None:
+    response = post(support.VIDEO, caller_token(), content_type=content_type)
+    support.assert_problem(response, 415, "unsupported_media_type")
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_other_methods_on_tokens(method: str, client: FlaskClient) -> None:
     response = client.open("/v1/tokens", method=method)
-    assert_problem(response, 405, "method_not_allowed")
+    support.assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
 
 
 def test_unknown_path(client: FlaskClient) -> None:
-    assert_problem(client.get("/v1/nothing"), 404, "not_found")
-
-
-def test_every_response_has_a_request_id(client: FlaskClient) -> None:
-    first = client.get("/healthz").headers["X-Request-Id"]
-    second = client.get("/healthz").headers["X-Request-Id"]
-    assert len(first) == 32
-    assert first != second
-
-
-def test_unexpected_error_is_a_bare_500(
-    client: FlaskClient, post: Post, caller_token: Token, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from service.http import broker
-
-    def explode(*args: object) -> None:
-        raise RuntimeError("secret detail " + support.API_KEY_SECRET[:4])
-
-    monkeypatch.setattr(broker(client.application).issuance, "issue", explode)
-    response = post(VIDEO, caller_token())
-    assert_problem(response, 500, "internal_error")
-    assert "secret detail" not in response.get_data(as_text=True)
+    support.assert_problem(client.get("/v1/nothing"), 404, "not_found")

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from service.state import CachedControls, Controls, StateStore, open_store
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
+from service.state import CachedControls, Controls
 
 
 def test_cached_controls_read_at_most_once_per_max_age() -> None:

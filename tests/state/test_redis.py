@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from service.errors import Unavailable
-from service.state import StateStore, open_store
+from service.state import open_store
 from tests import support
 
 NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
 
 
 def test_redis_trims_records_past_retention(redis_url: str) -> None:

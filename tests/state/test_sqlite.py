@@ -8,15 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import ConfigurationError
-from service.state import StateStore, open_store
 from service.state.sqlite import SqliteStore, sqlite_path
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
 
 
 def test_sqlite_prunes_records_past_retention(tmp_path: Path) -> None:

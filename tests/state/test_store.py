@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +12,6 @@ from service.state import StateStore, open_store
 from service.state.sqlite import sqlite_path
 
 NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
 
 
 def _next_millisecond() -> datetime:

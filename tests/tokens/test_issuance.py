@@ -5,94 +5,16 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import jwt
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
-from service import create_app
-from service.configuration import load_configuration
 from tests import support
-from tests.conftest import LeakWatch
-
-Post = Callable[..., TestResponse]
 
 
-Token = Callable[..., str]
-
-
-VIDEO = {"grants": {"video": {"room": "lobby"}}}
-
-
-def assert_problem(response: TestResponse, status: int, code: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem = response.get_json()
-    assert problem["code"] == code
-    assert problem["status"] == status
-    assert problem["request_id"] == response.headers["X-Request-Id"]
-    assert "token" not in problem
-    assert "Traceback" not in response.get_data(as_text=True)
-
-
-LIMITED_POLICY = support.POLICY.replace(
-    '[limits]\nper_identity = "1000/minute;20000/day"\n',
-    '[limits]\nper_identity = "3/minute"\nper_ip = "6/minute"\nauth_failures_per_ip = "4/minute"\n'
-    "voice_outgoing_cost = 3\n",
-)
-
-
-@pytest.fixture
-def limited(environ: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    policy = tmp_path / "limited.toml"
-    policy.write_text(LIMITED_POLICY)
-    return {**environ, "BROKER_POLICY_FILE": str(policy)}
-
-
-def build(environment: dict[str, str], tmp_path: Path, audit_stream: io.StringIO) -> Flask:
-    return create_app(
-        load_configuration(environment, dotenv_file=tmp_path / "none"), audit_stream=audit_stream
-    )
-
-
-@pytest.fixture
-def limited_client(
-    limited: dict[str, str], tmp_path: Path, audit_stream: io.StringIO
-) -> FlaskClient:
-    return build(limited, tmp_path, audit_stream).test_client()
-
-
-def ask(client: FlaskClient, bearer: str, leaks: LeakWatch, body: Any = None) -> Any:
-    response = client.post(
-        "/v1/tokens", json=body or VIDEO, headers={"Authorization": f"Bearer {bearer}"}
-    )
-    leaks.check_response(response)
-    return response
-
-
-def post_from(
-    client: FlaskClient, bearer: str, remote: str, leaks: LeakWatch, forwarded: str | None = None
-) -> int:
-    headers = {"Authorization": f"Bearer {bearer}"}
-    if forwarded is not None:
-        headers["X-Forwarded-For"] = forwarded
-    # As if over TLS at the server: these callers are not on loopback.
-    response = client.post(
-        "/v1/tokens",
-        json=VIDEO,
-        headers=headers,
-        environ_base={"REMOTE_ADDR": remote},
-        base_url="https://broker.example.test",
-    )
-    leaks.check_response(response)
-    return response.status_code
-
-
-def test_valid_caller_gets_exactly_the_requested_grants(post: Post, caller_token: Token) -> None:
+def test_valid_caller_gets_exactly_the_requested_grants(
+    post: support.Post, caller_token: support.Token
+) -> None:
     response = post(
         {"grants": {"video": {"room": "alice-standup"}, "chat": {}, "sync": {}}, "ttl": 900},
         caller_token(),
@@ -115,12 +37,14 @@ def test_valid_caller_gets_exactly_the_requested_grants(post: Post, caller_token
     assert expires_at.endswith("Z")
 
 
-def test_default_ttl_comes_from_policy(post: Post, caller_token: Token) -> None:
-    body = post(VIDEO, caller_token()).get_json()
+def test_default_ttl_comes_from_policy(post: support.Post, caller_token: support.Token) -> None:
+    body = post(support.VIDEO, caller_token()).get_json()
     assert body["ttl"] == 600
 
 
-def test_voice_for_an_agent_uses_configured_sids(post: Post, caller_token: Token) -> None:
+def test_voice_for_an_agent_uses_configured_sids(
+    post: support.Post, caller_token: support.Token
+) -> None:
     token = caller_token(roles=["member", "agent"])
     response = post({"grants": {"voice": {"push": "apns"}}}, token)
     assert response.status_code == 200
@@ -134,38 +58,38 @@ def test_voice_for_an_agent_uses_configured_sids(post: Post, caller_token: Token
     assert post({"grants": {"voice": {}}, "ttl": 901}, token).status_code == 400
 
 
-def test_voice_direction_can_be_narrowed(post: Post, caller_token: Token) -> None:
+def test_voice_direction_can_be_narrowed(post: support.Post, caller_token: support.Token) -> None:
     response = post({"grants": {"voice": {"outgoing": False}}}, caller_token(roles="agent"))
     claims = jwt.decode(response.get_json()["token"], support.API_KEY_SECRET, algorithms=["HS256"])
     assert claims["grants"]["voice"] == {"incoming": {"allow": True}}
 
 
 def test_identity_is_the_verified_claim_whatever_the_body_says(
-    post: Post, caller_token: Token
+    post: support.Post, caller_token: support.Token
 ) -> None:
-    response = post({**VIDEO, "identity": "mallory"}, caller_token())
-    assert_problem(response, 400, "unknown_field")
+    response = post({**support.VIDEO, "identity": "mallory"}, caller_token())
+    support.assert_problem(response, 400, "unknown_field")
     response = post({"grants": {"video": {"room": "mallory-1"}}}, caller_token())
-    assert_problem(response, 403, "room_not_allowed")
+    support.assert_problem(response, 403, "room_not_allowed")
 
 
-def test_room_template_from_a_claim(post: Post, caller_token: Token) -> None:
+def test_room_template_from_a_claim(post: support.Post, caller_token: support.Token) -> None:
     ok = post({"grants": {"video": {"room": "team-blue-daily"}}}, caller_token(team="blue"))
     assert ok.status_code == 200
     refused = post({"grants": {"video": {"room": "team-red-daily"}}}, caller_token(team="blue"))
-    assert_problem(refused, 403, "room_not_allowed")
+    support.assert_problem(refused, 403, "room_not_allowed")
 
 
 def test_per_identity_budget_then_429_and_no_token(
     limited_client: FlaskClient,
     caller_token: Callable[..., str],
-    leaks: LeakWatch,
     audit_stream: io.StringIO,
+    post: support.Post,
 ) -> None:
     bearer = caller_token()
-    statuses = [ask(limited_client, bearer, leaks).status_code for _ in range(5)]
+    statuses = [post(support.VIDEO, bearer, to=limited_client).status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
-    refused = ask(limited_client, bearer, leaks)
+    refused = post(support.VIDEO, bearer, to=limited_client)
     assert refused.get_json()["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
     records = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
@@ -177,21 +101,21 @@ def test_per_identity_budget_then_429_and_no_token(
 
 
 def test_outgoing_voice_costs_more(
-    limited_client: FlaskClient, caller_token: Callable[..., str], leaks: LeakWatch
+    limited_client: FlaskClient, caller_token: Callable[..., str], post: support.Post
 ) -> None:
     agent = caller_token(roles="agent")
-    assert ask(limited_client, agent, leaks, {"grants": {"voice": {}}}).status_code == 200  # 3 of 3
+    assert post({"grants": {"voice": {}}}, agent, to=limited_client).status_code == 200  # 3 of 3
     assert (
-        ask(limited_client, agent, leaks, {"grants": {"voice": {"outgoing": False}}}).status_code
+        post({"grants": {"voice": {"outgoing": False}}}, agent, to=limited_client).status_code
         == 429
     )
 
 
 def test_failed_authentications_spend_the_address_budget(
-    limited_client: FlaskClient, caller_token: Callable[..., str], leaks: LeakWatch
+    limited_client: FlaskClient, caller_token: Callable[..., str], post_from: Callable[..., int]
 ) -> None:
-    statuses = [post_from(limited_client, "garbage", "198.51.100.9", leaks) for _ in range(6)]
+    statuses = [post_from("garbage", "198.51.100.9", to=limited_client) for _ in range(6)]
     assert statuses == [401] * 4 + [429] * 2
     # even a valid caller from that address waits; another address does not
-    assert post_from(limited_client, caller_token(), "198.51.100.9", leaks) == 429
-    assert post_from(limited_client, caller_token(), "198.51.100.10", leaks) == 200
+    assert post_from(caller_token(), "198.51.100.9", to=limited_client) == 429
+    assert post_from(caller_token(), "198.51.100.10", to=limited_client) == 200

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from service.policy_file import Policy
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import ChatRequest, TokenRequest, VideoRequest, VoiceRequest
-from tests import support
-
-POLICY = Policy.from_toml(support.POLICY).tokens
-
-
-def decide(request: TokenRequest, identity: str = "alice", **claims: object) -> Allowed | Denied:
-    return POLICY.decide(identity, {"sub": identity, **claims}, request)
 
 
 def test_an_empty_rule_set_denies_everything() -> None:
@@ -27,14 +22,18 @@ def test_an_empty_rule_set_denies_everything() -> None:
         assert isinstance(empty.decide("alice", {}, request), Denied)
 
 
-def test_member_gets_video_chat_sync_with_default_ttl() -> None:
+def test_member_gets_video_chat_sync_with_default_ttl(
+    decide: Callable[..., Allowed | Denied],
+) -> None:
     decision = decide(TokenRequest(video=VideoRequest("lobby"), chat=ChatRequest(), sync=True))
     assert isinstance(decision, Allowed)
     assert decision.plan.grant_names == ("video", "chat", "sync")
     assert decision.plan.ttl == 600
 
 
-def test_voice_only_for_agents_and_capped_by_their_rule() -> None:
+def test_voice_only_for_agents_and_capped_by_their_rule(
+    decide: Callable[..., Allowed | Denied],
+) -> None:
     assert isinstance(decide(TokenRequest(voice=VoiceRequest())), Denied)
     for roles in ("agent", ["member", "agent"]):
         decision = decide(TokenRequest(voice=VoiceRequest(), ttl=900), roles=roles)
@@ -47,7 +46,9 @@ def test_voice_only_for_agents_and_capped_by_their_rule() -> None:
     assert over.code == "invalid_ttl"
 
 
-def test_token_capped_by_the_tightest_rule_it_draws_from() -> None:
+def test_token_capped_by_the_tightest_rule_it_draws_from(
+    decide: Callable[..., Allowed | Denied],
+) -> None:
     mixed = decide(
         TokenRequest(video=VideoRequest("lobby"), voice=VoiceRequest(), ttl=1800), roles="agent"
     )
@@ -68,11 +69,15 @@ def test_explicit_voice_direction_not_given_is_refused() -> None:
 
 
 @pytest.mark.parametrize("identity", ["", "a" * 129, "bad\u202eidentity", "tab\there"])
-def test_unusable_identities_are_denied(identity: str) -> None:
+def test_unusable_identities_are_denied(
+    identity: str, decide: Callable[..., Allowed | Denied]
+) -> None:
     assert isinstance(decide(TokenRequest(sync=True), identity=identity), Denied)
 
 
-def test_voice_identity_must_match_twilio_client_names() -> None:
+def test_voice_identity_must_match_twilio_client_names(
+    decide: Callable[..., Allowed | Denied],
+) -> None:
     decision = decide(
         TokenRequest(voice=VoiceRequest()), identity="alice@example.com", roles="agent"
     )

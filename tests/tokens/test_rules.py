@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from flask.testing import FlaskClient
 
-from service import create_app
-from service.configuration import load_configuration
 from service.errors import ConfigurationError
 from service.policy_file import Policy
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import TokenRequest, VideoRequest
-from tests import support
-
-POLICY = Policy.from_toml(support.POLICY).tokens
-
-
-def decide(request: TokenRequest, identity: str = "alice", **claims: object) -> Allowed | Denied:
-    return POLICY.decide(identity, {"sub": identity, **claims}, request)
-
-
-BACKEND_RULE = """
-[[rules]]
-name = "backend"
-match = { clients = ["backend"], identities = ["user_*"] }
-video = { rooms = ["{identity}-*"] }
-voice = { incoming = true }
-"""
-
-
-@pytest.fixture
-def keyed(environ: dict[str, str], policy_file: Path, tmp_path: Path) -> dict[str, str]:
-    policy_file.write_text(policy_file.read_text() + BACKEND_RULE)
-    return {**environ, "BROKER_CLIENT_KEYS_FILE": str(tmp_path / "keys" / "client-keys.json")}
-
-
-@pytest.fixture
-def backend(keyed: dict[str, str], tmp_path: Path, audit_stream: io.StringIO) -> FlaskClient:
-    configuration = load_configuration(keyed, dotenv_file=tmp_path / "none")
-    return create_app(configuration, audit_stream=audit_stream).test_client()
 
 
 @pytest.mark.parametrize(
@@ -56,7 +24,7 @@ def backend(keyed: dict[str, str], tmp_path: Path, audit_stream: io.StringIO) ->
         ("xalice-1", False),
     ],
 )
-def test_room_patterns(room: str, allowed: bool) -> None:
+def test_room_patterns(room: str, allowed: bool, decide: Callable[..., Allowed | Denied]) -> None:
     decision = decide(TokenRequest(video=VideoRequest(room)))
     assert isinstance(decision, Allowed) is allowed
     if not allowed:
@@ -64,14 +32,14 @@ def test_room_patterns(room: str, allowed: bool) -> None:
         assert decision.code == "room_not_allowed"
 
 
-def test_claim_template_needs_the_claim() -> None:
+def test_claim_template_needs_the_claim(decide: Callable[..., Allowed | Denied]) -> None:
     request = TokenRequest(video=VideoRequest("team-blue-x"))
     assert isinstance(decide(request, team="blue"), Allowed)
     assert isinstance(decide(request), Denied)
     assert isinstance(decide(request, team=["blue"]), Denied)  # only a plain string fills in
 
 
-def test_a_wildcard_in_a_claim_is_literal() -> None:
+def test_a_wildcard_in_a_claim_is_literal(decide: Callable[..., Allowed | Denied]) -> None:
     request = TokenRequest(video=VideoRequest("team-blue-x"))
     assert isinstance(decide(request, team="*"), Denied)
     assert isinstance(decide(TokenRequest(video=VideoRequest("team-*-x")), team="*"), Allowed)

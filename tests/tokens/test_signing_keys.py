@@ -3,82 +3,78 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from service.configuration import load_configuration
+from service.configuration import Configuration, load_configuration
 from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
-from tests.conftest import LeakWatch
-
-OLD = ("SK" + "1" * 32, "old-secret-" + "o" * 30)
-
-
-NEW = ("SK" + "2" * 32, "new-secret-" + "n" * 30)
-
-
-def write_key(directory: Path, key: tuple[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sid").write_text(key[0] + "\n")
-    (directory / "secret").write_text(key[1] + "\n")
-    return directory
-
-
-def swap_link(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` in one atomic rename, as Kubernetes does."""
-    temporary = link.with_name(link.name + ".new")
-    temporary.symlink_to(target)
-    temporary.replace(link)
+from tests import support
 
 
 @pytest.fixture
-def key_environ(environ: dict[str, str], tmp_path: Path, leaks: LeakWatch) -> dict[str, str]:
-    leaks.secrets.update({OLD[1], NEW[1]})
-    link = tmp_path / "key"
-    swap_link(link, write_key(tmp_path / "v1", OLD))
-    rotated = {
-        k: v for k, v in environ.items() if k not in ("TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET")
-    }
-    return {
-        **rotated,
-        "TWILIO_API_KEY_SID_FILE": str(link / "sid"),
-        "TWILIO_API_KEY_SECRET_FILE": str(link / "secret"),
-    }
+def source(
+    key_environ: dict[str, str], tmp_path: Path, clock: support.FakeClock
+) -> SigningKeySource:
+    settings = load_configuration(key_environ, dotenv_file=tmp_path / "absent.env").settings
+    return SigningKeySource(settings, clock=clock)
 
 
-def wait_for_key(source: SigningKeySource, sid: str) -> None:
-    deadline = time.monotonic() + 5
-    while source.current().api_key_sid != sid and time.monotonic() < deadline:
-        time.sleep(0.05)  # the polling interval, bounded by the deadline
+def test_watched_files_switch_the_key_once_they_hold_still(
+    source: SigningKeySource, tmp_path: Path, clock: support.FakeClock
+) -> None:
+    assert source.current().api_key_sid == support.OLD_KEY[0]
+    support.swap_link(tmp_path / "key", support.write_key(tmp_path / "v2", support.NEW_KEY))
+    assert source.current().api_key_sid == support.OLD_KEY[0]  # not checked again yet
+    clock.advance(CHECK_SECONDS)
+    assert source.current().api_key_sid == support.OLD_KEY[0]  # changed: seen, not yet applied
+    clock.advance(CHECK_SECONDS)
+    assert source.current().api_key_sid == support.NEW_KEY[0]  # held still for one check
+    assert source.current().secret == support.NEW_KEY[1]
 
 
-def test_watched_files_switch_the_key(key_environ: dict[str, str], tmp_path: Path) -> None:
-    source = SigningKeySource(
-        load_configuration(key_environ, dotenv_file=tmp_path / "none").settings
-    )
-    assert source.current().api_key_sid == OLD[0]
-    swap_link(tmp_path / "key", write_key(tmp_path / "v2", NEW))
-    wait_for_key(source, NEW[0])
-    assert source.current().secret == NEW[1]
+def test_a_half_written_pair_is_never_applied(
+    source: SigningKeySource, tmp_path: Path, clock: support.FakeClock
+) -> None:
+    (tmp_path / "v1" / "sid").write_text(support.NEW_KEY[0] + "\n")  # the secret comes later
+    clock.advance(CHECK_SECONDS)
+    assert source.current().api_key_sid == support.OLD_KEY[0]
+    (tmp_path / "v1" / "secret").write_text(support.NEW_KEY[1] + "\n")
+    clock.advance(CHECK_SECONDS)
+    assert source.current().api_key_sid == support.OLD_KEY[0]  # changed again: wait again
+    clock.advance(CHECK_SECONDS)
+    key = source.current()
+    assert (key.api_key_sid, key.secret) == support.NEW_KEY
 
 
 def test_an_unusable_rotation_keeps_the_old_key(
-    key_environ: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    source: SigningKeySource,
+    tmp_path: Path,
+    clock: support.FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    source = SigningKeySource(
-        load_configuration(key_environ, dotenv_file=tmp_path / "none").settings
+    support.swap_link(
+        tmp_path / "key", support.write_key(tmp_path / "bad", ("AC" + "3" * 32, "short"))
     )
-    swap_link(tmp_path / "key", write_key(tmp_path / "bad", ("AC" + "3" * 32, "short")))
     with caplog.at_level(logging.ERROR):
         for _ in range(3):  # seen, held still, then applied (and refused)
-            time.sleep(CHECK_SECONDS + 0.05)  # let a check interval pass
-            assert source.current().api_key_sid == OLD[0]
+            clock.advance(CHECK_SECONDS)
+            assert source.current().api_key_sid == support.OLD_KEY[0]
     assert "rotated API key refused" in caplog.text
     assert "short" not in caplog.text
 
 
-def test_static_keys_are_not_watched(configuration: Any) -> None:
+def test_a_clock_that_goes_back_checks_at_once(
+    source: SigningKeySource, tmp_path: Path, clock: support.FakeClock
+) -> None:
+    support.swap_link(tmp_path / "key", support.write_key(tmp_path / "v2", support.NEW_KEY))
+    clock.advance(-3600)  # the system clock was set back an hour
+    source.current()
+    clock.advance(-1)
+    assert source.current().api_key_sid == support.NEW_KEY[0]
+
+
+def test_static_keys_are_not_watched(configuration: Configuration) -> None:
     source = SigningKeySource(configuration.settings)
     assert source.current() is source.current()
+    assert "secret" not in repr(source)

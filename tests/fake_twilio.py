@@ -1,0 +1,161 @@
+"""A local fake of Twilio's REST API (2010-04-01 Keys, Usage Records and Usage Triggers).
+
+It speaks the wire format twilio-python expects, so the broker's REST client is tested
+through the real twilio library: the one thing here that cannot run for real.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests import support
+
+ADMIN_SID = support.ACCOUNT_SID
+ADMIN_TOKEN = "f" * 32
+RFC2822 = "Sat, 28 Nov 2026 18:00:00 +0000"
+
+
+@dataclass
+class FakeTwilio:
+    """The 2010-04-01 Keys endpoints of one account, in memory."""
+
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    url: str = ""
+    requests: list[str] = field(default_factory=list)
+    triggers: list[dict[str, str]] = field(default_factory=list)
+    spend: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "Today": {"calls": "60.00", "sms": "1.00"},
+            "ThisMonth": {"calls": "400.00", "sms": "12.00"},
+        }
+    )
+
+
+@contextmanager
+def serve_fake_twilio() -> Iterator[FakeTwilio]:
+    """Twilio's REST API for one account on loopback: its wire format, in memory."""
+    state = FakeTwilio()
+    state.keys[support.API_KEY_SID] = {"sid": support.API_KEY_SID, "friendly_name": "broker 1"}
+    base = f"/2010-04-01/Accounts/{ADMIN_SID}/Keys"
+
+    class Handler(BaseHTTPRequestHandler):
+        def _authorized(self) -> bool:
+            expected = base64.b64encode(f"{ADMIN_SID}:{ADMIN_TOKEN}".encode()).decode()
+            if self.headers.get("Authorization") == f"Basic {expected}":
+                return True
+            self._json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return False
+
+        def _json(self, status: int, body: dict[str, Any] | None) -> None:
+            payload = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _key(self, key: dict[str, Any]) -> dict[str, Any]:
+            return {**key, "date_created": RFC2822, "date_updated": RFC2822}
+
+        def do_GET(self) -> None:  # the name http.server dispatches to
+            state.requests.append(f"GET {self.path}")
+            if not self._authorized():
+                return
+            path = self.path.split("?")[0]
+            usage = f"/2010-04-01/Accounts/{ADMIN_SID}/Usage/Records/"
+            if path.startswith(usage):
+                period = path.removeprefix(usage).removesuffix(".json")
+                records = [
+                    {
+                        "account_sid": ADMIN_SID,
+                        "category": category,
+                        "price": price,
+                        "price_unit": "usd",
+                        "usage": "100",
+                        "usage_unit": "minutes",
+                        "count": "10",
+                        "count_unit": "calls",
+                        "description": category,
+                        "start_date": "2026-11-01",
+                        "end_date": "2026-11-28",
+                    }
+                    for category, price in state.spend[period].items()
+                ]
+                self._json(
+                    200,
+                    {"usage_records": records, "next_page_uri": None, "page": 0, "page_size": 50},
+                )
+                return
+            if path != f"{base}.json":
+                self._json(404, {"code": 20404, "message": "Not found", "status": 404})
+                return
+            page = [self._key(k) for k in state.keys.values()]
+            self._json(
+                200,
+                {
+                    "keys": page,
+                    "first_page_uri": f"{base}.json?PageSize=50&Page=0",
+                    "end": len(page) - 1,
+                    "previous_page_uri": None,
+                    "uri": f"{base}.json?PageSize=50&Page=0",
+                    "page_size": 50,
+                    "start": 0,
+                    "next_page_uri": None,
+                    "page": 0,
+                },
+            )
+
+        def do_POST(self) -> None:  # the name http.server dispatches to
+            state.requests.append(f"POST {self.path}")
+            if not self._authorized():
+                return
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            if self.path.endswith("/Usage/Triggers.json"):
+                trigger = {key: values[0] for key, values in form.items()}
+                state.triggers.append(trigger)
+                self._json(
+                    201,
+                    {"sid": "UT" + os.urandom(16).hex(), "callback_url": trigger["CallbackUrl"]},
+                )
+                return
+            sid = "SK" + os.urandom(16).hex()
+            state.keys[sid] = {"sid": sid, "friendly_name": form.get("FriendlyName", [""])[0]}
+            self._json(201, {**self._key(state.keys[sid]), "secret": "S" * 32})
+
+        def do_DELETE(self) -> None:  # the name http.server dispatches to
+            state.requests.append(f"DELETE {self.path}")
+            if not self._authorized():
+                return
+            sid = self.path.rsplit("/", 1)[-1].removesuffix(".json")
+            if state.keys.pop(sid, None) is None:
+                self._json(
+                    404,
+                    {
+                        "code": 20404,
+                        "message": "The requested resource was not found",
+                        "status": 404,
+                    },
+                )
+                return
+            self._json(204, None)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
