@@ -118,8 +118,6 @@ def measure(
             f"127.0.0.1:{port}",
             "--workers",
             str(profile.workers),
-            "--threads",
-            str(arguments.threads),
         ],
         env=environment,
         cwd=work,
@@ -157,7 +155,7 @@ def report(
     arguments: argparse.Namespace,
 ) -> tuple[float, float, bool]:
     print(
-        f"\n== {profile.name}: workers={profile.workers} threads={arguments.threads} "
+        f"\n== {profile.name}: workers={profile.workers} "
         f"connections={arguments.connections} seconds={arguments.seconds} rounds={arguments.rounds}"
     )
     print(f"{'round':<7}{'endpoint':<17}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
@@ -184,7 +182,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profiles", default="sqlite,redis", help="sqlite, redis or both")
     arguments = parser.parse_args()

@@ -19,9 +19,8 @@ from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
 from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
-from service.limits import RateLimiter
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
-from service.state import CONTROLS_MAX_AGE_SECONDS, CachedControls, open_store
+from service.state import open_store
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
 from service.tokens.request import MAX_BODY_BYTES
@@ -35,16 +34,14 @@ def create_app(
     configuration: Configuration | None = None,
     *,
     clock: Clock = system_clock,
-    controls_max_age: float = CONTROLS_MAX_AGE_SECONDS,
     key_check_seconds: float = CHECK_SECONDS,
     audit_stream: TextIO | None = None,
 ) -> Flask:
     """Build the broker. Without a configuration, read it from the process environment.
 
-    ``clock`` is the one source of time (tests pass a fake one); ``controls_max_age``
-    bounds how stale the pause flag and revocations may be in this process and
-    ``key_check_seconds`` how often rotated key files are looked at. Audit records go to
-    ``audit_stream``, standard error by default.
+    ``clock`` is the one source of time (tests pass a fake one: budgets' windows, caches
+    and key checks all follow it); ``key_check_seconds`` is how often rotated key files
+    are looked at. Audit lines go to ``audit_stream``, standard error by default.
     """
     if configuration is None:
         configuration = load_configuration(os.environ)
@@ -55,33 +52,28 @@ def create_app(
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
 
-    store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
+    store = open_store(settings.state_url, retention=settings.retention)
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
-    recorder = Recorder(AuditLog(store, audit_stream), metrics, clock)
-    controls = CachedControls(
-        store,
-        clock=clock,
-        max_age=controls_max_age,
-        on_read=lambda read: metrics.set_paused(read.pause is not None),
-    )
-    limiter = RateLimiter(store.limits_storage(), policy.rate_budgets())
+    audit = AuditLog(store, audit_stream, ipv6_prefix=settings.ipv6_prefix)
+    recorder = Recorder(audit, metrics, clock)
+    budgets = policy.all_budgets()
     keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
     issuance = TokenIssuance(
         authenticator=_authenticator(configuration, clock),
         policy=policy.tokens,
-        voice_outgoing_cost=policy.budgets.voice_outgoing_cost,
+        budgets=budgets,
         minter=Minter(keys.current, Services.from_settings(settings)),
         push_names=frozenset(settings.push_credentials),
-        controls=controls,
-        limiter=limiter,
+        store=store,
         recorder=recorder,
+        ipv6_prefix=settings.ipv6_prefix,
     )
     calls = VoiceCalls(
         dial_policy=policy.dial,
         incoming=policy.incoming,
         caller_id=settings.caller_id,
-        controls=controls,
-        limiter=limiter,
+        budgets=budgets,
+        store=store,
         recorder=recorder,
     )
     app.extensions[EXTENSION_KEY] = Broker(
@@ -107,7 +99,7 @@ def _authenticator(configuration: Configuration, clock: Clock) -> Authenticator:
     settings = configuration.settings
     verifiers: list[IssuerVerifier] = []
     if settings.oidc is not None:
-        verifiers.append(oidc_verifier(settings.oidc))
+        verifiers.append(oidc_verifier(settings.oidc, clock=clock))
     if settings.dev_issuer_enabled:
         verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
     return Authenticator(

@@ -1,30 +1,21 @@
-"""Within budget? Rate limits per identity, client, client address and fleet-wide.
+"""Within budget? The policy's ``[limits]``: what each request spends, and of whose budget.
 
-Built on the ``limits`` library with its moving-window strategy: no rolling window of
-a budget's length ever admits more than the budget (a fixed window would let twice
-through across a boundary). Each spend is one atomic test-and-spend of one budget (one
-round trip with Redis), so concurrent requests never get past a budget together.
-Budgets are spent narrowest first (identity, client, address, global): a request
-refused by the first budget moves no counter; one refused by a wider budget has already
-spent the narrower ones, a deliberate trade of one round trip per budget for a test
-before each spend. A failed authentication spends the separate
-``auth_failures_per_ip`` budget, checked before verifying credentials not seen before.
+Budgets are ``limits`` strings (``"10/minute;200/day"``), parsed by that library, each
+window a moving window: no rolling window of its length ever admits more than its
+amount. A request spends ``per_identity``, ``per_client``, ``per_ip`` (its client
+network, see ``addresses``) and ``global``; the state store tests all of them and spends
+all or none. ``auth_failures_per_ip`` is spent only by credentials that fail to verify,
+and refuses only further guesses: a credential that verifies never meets it.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import limits
-from limits.errors import StorageError
-from limits.storage import MovingWindowSupport, StorageTypes
-from limits.strategies import MovingWindowRateLimiter
 
-from service.errors import RateLimited, Unavailable
+from service.state import Spend, Window
 from service.tables import TableReader
 
 AUTH_FAILURES = "auth_failures_per_ip"
@@ -42,9 +33,14 @@ def valid_budget(budget: str) -> bool:
         return False
 
 
+def windows_of(budget: str) -> tuple[Window, ...]:
+    """The moving windows of a ``limits`` budget string."""
+    return tuple(Window(item.amount, item.get_expiry()) for item in limits.parse_many(budget))
+
+
 @dataclass(frozen=True)
 class Budgets:
-    """The policy's ``[limits]``: budgets as ``limits`` strings, by name.
+    """The budgets by name, and what one token that can place calls costs.
 
     ``voice_outgoing_cost`` is what one token with outgoing Voice spends of each budget
     (it can place calls, the costly kind of token); every other token spends 1.
@@ -52,11 +48,48 @@ class Budgets:
 
     budgets: Mapping[str, str]
     voice_outgoing_cost: int = 1
+    _windows: Mapping[str, tuple[Window, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        windows = {name: windows_of(text) for name, text in self.budgets.items()}
+        object.__setattr__(self, "_windows", windows)
 
     def smallest_amount(self, name: str) -> int | None:
         """The fewest units any window of budget ``name`` admits, or None if unset."""
-        text = self.budgets.get(name)
-        return min(item.amount for item in limits.parse_many(text)) if text else None
+        windows = self._windows.get(name)
+        return min(window.amount for window in windows) if windows else None
+
+    def with_budget(self, name: str, budget: str | None) -> Budgets:
+        """These budgets and one more (the dial policy's ``calls_per_identity``)."""
+        if budget is None:
+            return self
+        return Budgets({**self.budgets, name: budget}, self.voice_outgoing_cost)
+
+    def token_spends(self, *, identity: str, client: str | None, address: str) -> tuple[Spend, ...]:
+        """What a token request spends: its identity, its app, its network, the fleet."""
+        owners = {
+            "per_identity": f"identity:{identity}",
+            "per_client": f"client:{client}" if client else None,
+            "per_ip": f"ip:{address}",
+            "global": "fleet",
+        }
+        return tuple(
+            Spend(name, owner, self._windows[name])
+            for name, owner in owners.items()
+            if owner is not None and name in self._windows
+        )
+
+    def failure_spends(self, address: str) -> tuple[Spend, ...]:
+        """What a credential that failed to verify spends: its network's guesses."""
+        return self._one(AUTH_FAILURES, f"ip:{address}")
+
+    def call_spends(self, identity: str) -> tuple[Spend, ...]:
+        """What a call placed by ``identity`` spends."""
+        return self._one(CALLS, f"identity:{identity}")
+
+    def _one(self, name: str, owner: str) -> tuple[Spend, ...]:
+        windows = self._windows.get(name)
+        return (Spend(name, owner, windows),) if windows else ()
 
 
 def parse_budgets(reader: TableReader, value: object) -> Budgets:
@@ -80,82 +113,3 @@ def parse_budgets(reader: TableReader, value: object) -> Budgets:
             continue
         budgets[key] = budget
     return Budgets(budgets=budgets, voice_outgoing_cost=cost)
-
-
-@dataclass(frozen=True)
-class _Budget:
-    name: str
-    items: tuple[limits.RateLimitItem, ...]
-
-
-class RateLimiter:
-    """Spends budgets read from the policy's ``[limits]``; a missing budget is unlimited."""
-
-    def __init__(self, storage: MovingWindowSupport, budgets: Mapping[str, str]) -> None:
-        # limits types its strategies by storage class; the moving window needs only this.
-        self._limiter = MovingWindowRateLimiter(cast(StorageTypes, storage))
-        self._budgets = {
-            name: _Budget(name, tuple(limits.parse_many(text))) for name, text in budgets.items()
-        }
-
-    def __repr__(self) -> str:
-        return f"RateLimiter(budgets={sorted(self._budgets)!r})"
-
-    def check_authentication_budget(self, client_ip: str) -> None:
-        """Refuse an address whose failed authentications spent their budget."""
-        budget = self._budgets.get(AUTH_FAILURES)
-        key = ("ip", client_ip)
-        for item in budget.items if budget else ():
-            if not self._guard(self._limiter.test, item, key, 1):
-                raise RateLimited(
-                    f"{AUTH_FAILURES} spent", retry_after=self._retry_after(item, key)
-                )
-
-    def record_authentication_failure(self, client_ip: str) -> None:
-        budget = self._budgets.get(AUTH_FAILURES)
-        if budget is not None:
-            self._hit(budget, ("ip", client_ip), cost=1)
-
-    def spend_call(self, identity: str) -> None:
-        """Spend one of ``calls_per_identity`` (the dial policy's budget), if configured."""
-        budget = self._budgets.get(CALLS)
-        if budget is not None:
-            self._hit(budget, ("call", identity), cost=1)
-
-    def spend(self, *, identity: str, client: str | None, client_ip: str, cost: int) -> None:
-        """Spend ``cost`` of every budget this request falls under, or raise ``RateLimited``."""
-        keys = {
-            "per_identity": ("identity", identity),
-            "per_client": ("client", client) if client else None,
-            "per_ip": ("ip", client_ip),
-            "global": ("global", "all"),
-        }
-        spending = [
-            (self._budgets.get(name), key)
-            for name in SPENDING_BUDGETS
-            if (key := keys[name]) is not None
-        ]
-        for budget, key in spending:
-            if budget is not None:
-                self._hit(budget, key, cost=cost)
-
-    def _hit(self, budget: _Budget, key: tuple[str, str], cost: int) -> None:
-        for item in budget.items:
-            if not self._guard(self._limiter.hit, item, key, cost):
-                raise RateLimited(f"{budget.name} spent", retry_after=self._retry_after(item, key))
-
-    @staticmethod
-    def _guard(
-        operation: Callable[..., bool], item: limits.RateLimitItem, key: tuple[str, str], cost: int
-    ) -> bool:
-        try:
-            return operation(item, *key, cost=cost)
-        except StorageError:
-            raise Unavailable("rate-limit storage cannot be reached") from None
-
-    def _retry_after(self, item: limits.RateLimitItem, key: tuple[str, str]) -> int:
-        try:
-            stats = self._limiter.get_window_stats(item, *key)
-        except StorageError:
-            raise Unavailable("rate-limit storage cannot be reached") from None
-        return max(1, math.ceil(stats.reset_time - time.time()))

@@ -37,12 +37,10 @@ class Policy:
     incoming: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     usage: UsagePolicy = field(default_factory=UsagePolicy)
 
-    def rate_budgets(self) -> dict[str, str]:
-        """Every budget the rate limiter enforces, the dial policy's call budget included."""
-        found = dict(self.budgets.budgets)
-        if self.dial is not None and self.dial.calls_per_identity:
-            found[CALLS] = self.dial.calls_per_identity
-        return found
+    def all_budgets(self) -> Budgets:
+        """Every budget enforced: ``[limits]`` and the dial policy's call budget."""
+        calls = self.dial.calls_per_identity if self.dial is not None else None
+        return self.budgets.with_budget(CALLS, calls)
 
     @classmethod
     def load(cls, path: Path) -> Policy:

@@ -1,4 +1,9 @@
-"""How the broker is served: gunicorn, configured in code, running ``create_app()``."""
+"""How the broker is served: gunicorn, configured in code, running ``create_app()``.
+
+Every profile runs gunicorn with ``service.worker.BrokerWorker``: gevent, one greenlet a
+connection, so slow and idle connections cost memory, not the service (see that module
+for the bounds on headers, bodies and each client network's share).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,14 @@ from gunicorn.app.base import BaseApplication
 
 from service.app import create_app
 from service.metrics import mark_worker_dead
+from service.tokens.request import MAX_BODY_BYTES
+
+WORKER_CLASS = "service.worker.BrokerWorker"
+#: Headers must arrive within this many seconds; a kept-alive connection idles as long.
+HEADER_SECONDS = 5
+#: On SIGTERM, requests in flight get this long to finish.
+GRACEFUL_SECONDS = 4
+DEFAULT_CONNECTIONS = 1000
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -23,14 +36,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
 
     def load(self) -> Flask:
         # Each worker builds its app from the environment, as `service:create_app()` would.
-        return create_app()
+        app = create_app()
+        from service.worker import BoundedBody  # gevent: only in a serving worker
+
+        app.wsgi_app = BoundedBody(app.wsgi_app, limit=MAX_BODY_BYTES)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
+        return app
 
 
 def run(
     *,
     bind: str,
     workers: int,
-    threads: int,
+    connections: int = DEFAULT_CONNECTIONS,
     metrics_directory: str,
     tls: tuple[str, str] | None = None,
 ) -> None:
@@ -52,15 +69,16 @@ def run(
             "child_exit": child_exit,
             "bind": [bind],
             "workers": workers,
-            "threads": threads,
-            "worker_class": "gthread" if threads > 1 else "sync",
+            "worker_class": WORKER_CLASS,
+            "worker_connections": connections,
+            "keepalive": HEADER_SECONDS,
             "proc_name": "token-broker",
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
             # X-Forwarded-* is honoured only through BROKER_TRUSTED_PROXIES (ProxyFix).
             "forwarded_allow_ips": "",
-            "graceful_timeout": 10,
+            "graceful_timeout": GRACEFUL_SECONDS,
             # Room for an oversized bearer token to reach the app and get its 401 problem+json.
             "limit_request_field_size": 16384,
             # One control socket per user would clash between instances on one host.

@@ -17,6 +17,7 @@ from typing import Generic, Literal, TypeVar, cast
 
 from service import variables as parse
 from service.errors import ConfigurationError
+from service.state.store import Retention
 
 T = TypeVar("T")
 Value = TypeVar("Value", covariant=True)
@@ -80,6 +81,11 @@ POLICY_FILE = Variable("BROKER_POLICY_FILE", parse.path, Path("policy.toml"))
 CLIENT_KEYS_FILE = Variable("BROKER_CLIENT_KEYS_FILE", _optional(parse.path), None)
 STATE_URL = Variable("BROKER_STATE_URL", parse.state_url, "sqlite:///var/broker.sqlite3")
 AUDIT_RETENTION_DAYS = Variable("BROKER_AUDIT_RETENTION_DAYS", parse.whole_number(1, 3650), 30)
+AUDIT_MAX_RECORDS = Variable(
+    "BROKER_AUDIT_MAX_RECORDS", parse.whole_number(1000, 100_000_000), 1_000_000
+)
+REVOCATION_DAYS = Variable("BROKER_REVOCATION_DAYS", parse.whole_number(1, 3650), 90)
+IPV6_PREFIX = Variable("BROKER_IPV6_PREFIX", parse.whole_number(32, 128), 64)
 TRUSTED_PROXIES = Variable("BROKER_TRUSTED_PROXIES", parse.whole_number(0, 10), 0)
 CORS_ORIGINS: Variable[tuple[str, ...]] = Variable("BROKER_CORS_ORIGINS", parse.origins, ())
 METRICS_TOKEN = Variable("BROKER_METRICS_TOKEN", _optional(parse.secret()), None, secret=True)
@@ -110,6 +116,9 @@ VARIABLES: tuple[Variable[object], ...] = (
     CLIENT_KEYS_FILE,
     STATE_URL,
     AUDIT_RETENTION_DAYS,
+    AUDIT_MAX_RECORDS,
+    REVOCATION_DAYS,
+    IPV6_PREFIX,
     TRUSTED_PROXIES,
     CORS_ORIGINS,
     METRICS_TOKEN,
@@ -159,6 +168,10 @@ class Settings:
     bind: str
     dev_dir: Path
     audit_retention_days: int
+    audit_max_records: int
+    revocation_days: int
+    #: an IPv6 client is budgeted as its network of this many bits
+    ipv6_prefix: int
     #: The files the signing key was read from (SID, secret), when both came from files:
     #: watched, so that a rotated key is picked up without a restart.
     signing_key_files: tuple[Path, Path] | None
@@ -167,6 +180,15 @@ class Settings:
     def dev_issuer_enabled(self) -> bool:
         """The built-in development issuer exists only in the dev profile."""
         return self.profile == "dev"
+
+    @property
+    def retention(self) -> Retention:
+        """How much of the past the state store keeps."""
+        return Retention(
+            audit_days=self.audit_retention_days,
+            audit_max_records=self.audit_max_records,
+            revocation_days=self.revocation_days,
+        )
 
     @property
     def uses_fake_credentials(self) -> bool:
@@ -201,6 +223,9 @@ class Settings:
             bind=read(BIND),
             dev_dir=read(DEV_DIR),
             audit_retention_days=read(AUDIT_RETENTION_DAYS),
+            audit_max_records=read(AUDIT_MAX_RECORDS),
+            revocation_days=read(REVOCATION_DAYS),
+            ipv6_prefix=read(IPV6_PREFIX),
             signing_key_files=_signing_key_files(environ),
         )
         problems = [*read.problems, *_profile_problems(settings, read)]

@@ -27,7 +27,7 @@ from service import create_app
 from service.cli import main
 from service.configuration import Configuration, load_configuration
 from service.policy_file import Policy
-from service.state import StateStore, open_store
+from service.state import Retention, StateStore, open_store
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import TokenRequest
 from tests import support
@@ -226,8 +226,8 @@ def twilio() -> Iterator[FakeTwilio]:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     """Each state store in turn, empty."""
     if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", audit_retention_days=30)
-    return open_store(request.getfixturevalue("redis_url"), audit_retention_days=30)
+        return open_store(f"sqlite:///{tmp_path}/state.db", retention=Retention())
+    return open_store(request.getfixturevalue("redis_url"), retention=Retention())
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.configuration import Configuration
 from service.http import broker
-from service.state import CONTROLS_MAX_AGE_SECONDS
 from tests import support
 
 
@@ -22,28 +20,30 @@ def test_without_a_configuration_it_reads_the_process_environment(
     assert broker(app).settings.account_sid == support.ACCOUNT_SID
 
 
-def test_the_paused_gauge_follows_each_read_of_the_controls(
-    client: FlaskClient,
-    cli: Callable[..., object],
-    clock: support.FakeClock,
+def test_the_paused_gauge_follows_the_pause_flag(
+    client: FlaskClient, cli: Callable[..., object]
 ) -> None:
     assert "token_broker_paused 0.0" in client.get("/metrics").get_data(as_text=True)
     cli("pause", "--reason", "drill", check=True)
-    clock.advance(CONTROLS_MAX_AGE_SECONDS)
     assert "token_broker_paused 1.0" in client.get("/metrics").get_data(as_text=True)
 
 
-def test_the_controls_max_age_is_the_factorys_to_set(
-    configuration: Configuration,
-    cli: Callable[..., object],
+def test_budget_windows_follow_the_injected_clock(
+    make_client: Callable[..., FlaskClient],
+    clock: support.FakeClock,
     caller_token: support.Token,
     post: support.Post,
 ) -> None:
-    fresh = create_app(configuration, controls_max_age=0, audit_stream=io.StringIO()).test_client()
+    client = make_client(policy=support.LIMITED_POLICY)  # per_identity = "3/minute"
     bearer = caller_token()
-    assert post(support.VIDEO, bearer, to=fresh).status_code == 200
-    cli("pause", "--reason", "drill", check=True)
-    assert post(support.VIDEO, bearer, to=fresh).status_code == 503  # no clock needed to move
+    assert [post(support.VIDEO, bearer, to=client).status_code for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
+    clock.advance(60)  # a minute later, by the app's clock: the window has moved
+    assert post(support.VIDEO, bearer, to=client).status_code == 200
 
 
 def test_every_response_has_a_request_id(client: FlaskClient) -> None:

@@ -1,113 +1,103 @@
-"""Rate limits: exact budgets, nothing spent on refusal, rolling windows never exceeded."""
+"""Budgets: what a request spends and of whose budget; moving windows never exceeded."""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.errors import RateLimited, Unavailable
-from service.limits import RateLimiter
-from service.state import StateStore, open_store
-from tests import support
+from service.limits import Budgets, windows_of
+from service.state import Admission, Admitted, Refused, StateStore, Window
+from service.state.windows import LocalWindows
 
-
-def spend(
-    limiter: RateLimiter, identity: str = "alice", ip: str = "192.0.2.1", cost: int = 1
-) -> bool:
-    try:
-        limiter.spend(identity=identity, client=None, client_ip=ip, cost=cost)
-    except RateLimited:
-        return False
-    return True
+NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
 
 
-def test_budget_admits_exactly_n_then_429_with_retry_after(store: StateStore) -> None:
-    limiter = RateLimiter(store.limits_storage(), {"per_identity": "3/minute;100/day"})
-    assert [spend(limiter) for _ in range(5)] == [True, True, True, False, False]
-    assert spend(limiter, identity="bob")  # budgets are per identity
-    with pytest.raises(RateLimited) as refused:
-        limiter.spend(identity="alice", client=None, client_ip="x", cost=1)
-    assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+def test_windows_come_from_limits_strings() -> None:
+    assert windows_of("10/minute;200/day") == (Window(10, 60), Window(200, 86400))
+    assert windows_of("5/second") == (Window(5, 1),)
 
 
-def test_a_refused_request_moves_no_counter(store: StateStore) -> None:
-    limiter = RateLimiter(
-        store.limits_storage(), {"per_identity": "2/minute", "per_ip": "3/minute"}
+def test_a_token_spends_its_identity_app_network_and_the_fleet() -> None:
+    budgets = Budgets(
+        {
+            "per_identity": "3/minute",
+            "per_client": "9/minute",
+            "per_ip": "6/minute",
+            "global": "99/minute",
+        }
     )
-    assert spend(limiter, "alice")
-    assert spend(limiter, "alice")
-    for _ in range(10):
-        assert not spend(limiter, "alice")  # refused by per_identity: per_ip is untouched
-    assert spend(limiter, "bob")  # so the address still has one of its three
+    spends = budgets.token_spends(identity="alice", client="key:web", address="192.0.2.1")
+    assert [(s.budget, s.key) for s in spends] == [
+        ("per_identity", "identity:alice"),
+        ("per_client", "client:key:web"),
+        ("per_ip", "ip:192.0.2.1"),
+        ("global", "fleet"),
+    ]
+    without_app = budgets.token_spends(identity="alice", client=None, address="192.0.2.1")
+    assert "per_client" not in [s.budget for s in without_app]
 
 
-def test_cost_spends_several_units(store: StateStore) -> None:
-    limiter = RateLimiter(store.limits_storage(), {"per_identity": "10/minute"})
-    assert spend(limiter, cost=5)
-    assert spend(limiter, cost=5)
-    assert not spend(limiter, cost=1)
-
-
-def test_per_client_and_global_budgets(store: StateStore) -> None:
-    limiter = RateLimiter(store.limits_storage(), {"per_client": "1/minute", "global": "3/minute"})
-    limiter.spend(identity="a", client="web", client_ip="1", cost=1)
-    with pytest.raises(RateLimited):
-        limiter.spend(identity="b", client="web", client_ip="2", cost=1)
-    limiter.spend(identity="c", client=None, client_ip="3", cost=1)  # no client: no client budget
-    limiter.spend(identity="d", client="ios", client_ip="4", cost=1)
-    with pytest.raises(RateLimited):
-        limiter.spend(identity="e", client="android", client_ip="5", cost=1)
-
-
-def test_failed_authentications_have_their_own_budget(store: StateStore) -> None:
-    limiter = RateLimiter(store.limits_storage(), {"auth_failures_per_ip": "2/minute"})
-    limiter.check_authentication_budget("192.0.2.9")
-    limiter.record_authentication_failure("192.0.2.9")
-    limiter.record_authentication_failure("192.0.2.9")
-    with pytest.raises(RateLimited):
-        limiter.check_authentication_budget("192.0.2.9")
-    limiter.check_authentication_budget("192.0.2.10")
+def test_failures_and_calls_have_budgets_of_their_own() -> None:
+    budgets = Budgets({"per_ip": "6/minute", "auth_failures_per_ip": "6/minute"}).with_budget(
+        "calls_per_identity", "3/hour"
+    )
+    [failures] = budgets.failure_spends("192.0.2.1")
+    [per_ip] = budgets.token_spends(identity="a", client=None, address="192.0.2.1")
+    assert (failures.budget, per_ip.budget) == ("auth_failures_per_ip", "per_ip")
+    # Same owner, other budget: failed guesses never spend the valid callers' per_ip.
+    assert failures.key == per_ip.key
+    [calls] = budgets.call_spends("alice")
+    assert calls.windows == (Window(3, 3600),)
+    assert Budgets({}).failure_spends("x") == ()
+    assert Budgets({}).with_budget("calls_per_identity", None).call_spends("a") == ()
 
 
 def test_no_budgets_means_no_limits(store: StateStore) -> None:
-    limiter = RateLimiter(store.limits_storage(), {})
-    assert all(spend(limiter) for _ in range(50))
-    limiter.record_authentication_failure("x")
-    limiter.check_authentication_budget("x")
+    spends = Budgets({}).token_spends(identity="alice", client=None, address="x")
+    assert spends == ()
+    assert all(store.admit(Admission(at=NOW, spends=spends)) == Admitted() for _ in range(50))
 
 
-def test_no_rolling_window_admits_more_than_the_budget(store: StateStore) -> None:
-    """Hammer a 5-per-second budget across several window boundaries; check every window."""
-    budget, window = 5, 1.0
-    limiter = RateLimiter(store.limits_storage(), {"per_identity": f"{budget}/second"})
-    admitted: list[float] = []
-    deadline = time.monotonic() + 2.6  # crosses at least two fixed-window boundaries
-    while time.monotonic() < deadline:
-        before = time.monotonic()
-        if spend(limiter):
-            admitted.append(before)
-    assert len(admitted) >= 2 * budget  # the budget refills as the window moves
-    for index, start in enumerate(admitted):
-        # every admission within one window length after this one (minus clock slack)
-        inside = [moment for moment in admitted[index:] if moment < start + window - 0.02]
-        assert len(inside) <= budget
-
-
-def test_redis_down_is_unavailable_not_unlimited(
-    redis_server: support.RedisServer, redis_url: str
-) -> None:
-    store = open_store(redis_url, audit_retention_days=1)
-    limiter = RateLimiter(
-        store.limits_storage(), {"per_identity": "5/minute", "auth_failures_per_ip": "5/minute"}
+def test_a_budget_admits_exactly_n_then_says_when(store: StateStore) -> None:
+    spends = Budgets({"per_identity": "3/minute;100/day"}).token_spends(
+        identity="alice", client=None, address="x"
     )
-    assert spend(limiter)
-    redis_server.stop()
-    try:
-        with pytest.raises(Unavailable):
-            spend(limiter)
-        with pytest.raises(Unavailable):
-            limiter.check_authentication_budget("x")
-    finally:
-        redis_server.start()
-    assert spend(limiter)
+    outcomes = [store.admit(Admission(at=NOW, spends=spends)) for _ in range(5)]
+    assert outcomes[:3] == [Admitted()] * 3
+    refused = outcomes[4]
+    assert isinstance(refused, Refused)
+    assert (refused.detail, refused.retry_after) == ("per_identity", 60)
+
+
+@pytest.mark.parametrize("offsets", [[0.0, 0.2, 0.4, 0.99, 1.0, 1.01, 1.5, 1.99, 2.0, 2.5]])
+def test_no_rolling_window_admits_more_on_any_store(
+    store: StateStore, offsets: list[float]
+) -> None:
+    spends = Budgets({"per_identity": "3/second"}).token_spends(
+        identity="alice", client=None, address="x"
+    )
+    admitted = [
+        offset
+        for offset in offsets
+        if store.admit(Admission(at=NOW + timedelta(seconds=offset), spends=spends)) == Admitted()
+    ]
+    for start in admitted:
+        assert len([t for t in admitted if start <= t < start + 1.0]) <= 3
+
+
+@given(st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), max_size=300))
+def test_no_rolling_window_ever_admits_more_than_the_budget(moments: list[float]) -> None:
+    windows = LocalWindows()
+    spends = Budgets({"per_identity": "4/second"}).token_spends(
+        identity="alice", client=None, address="x"
+    )
+    admitted = []
+    for moment in sorted(moments):
+        if windows.refusal(spends, 1, moment) is None:
+            windows.spend(spends, 1, moment)
+            admitted.append(moment)
+    for start in admitted:
+        assert len([t for t in admitted if start <= t < start + 1.0]) <= 4

@@ -36,7 +36,7 @@ def test_each_table_reaches_its_feature() -> None:
     assert policy.incoming == {"+15005550006": ("agent_1", "agent_2")}
     assert policy.usage.alert_pauses == "voice_outgoing"
     assert str(policy.usage.thresholds["today"]["calls"]) == "5.0"
-    assert policy.rate_budgets()["calls_per_identity"] == "3/hour"
+    assert policy.all_budgets().budgets["calls_per_identity"] == "3/hour"
 
 
 def test_unknown_tables_and_malformed_toml_are_errors() -> None:

@@ -55,7 +55,7 @@ def load(*, strict: bool = True) -> Configuration | None:
 def store_for(settings: Settings) -> StateStore:
     """The state store the server uses, answering; else exit with why."""
     try:
-        store = open_store(settings.state_url, audit_retention_days=settings.audit_retention_days)
+        store = open_store(settings.state_url, retention=settings.retention)
         store.ping()
     except ConfigurationError as error:
         fail(error.problems)

@@ -25,7 +25,17 @@ from service.clock import system_clock
 from service.state import StateStore
 from service.usage.twilio_rest import TwilioUsage
 
-AUDIT_FIELDS = ("identity", "client", "code", "reason", "room", "ttl", "request_id", "client_ip")
+AUDIT_FIELDS = (
+    "identity",
+    "client",
+    "code",
+    "reason",
+    "room",
+    "ttl",
+    "request_id",
+    "client_ip",
+    "count",
+)
 
 
 def _record(store: StateStore, record: AuditRecord) -> None:

@@ -55,11 +55,11 @@ def check_config() -> None:
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
-    "--threads",
-    default=1,
+    "--connections",
+    default=1000,
     show_default=True,
-    type=click.IntRange(1, 64),
-    help="Threads per worker; above 1 uses gunicorn's gthread worker instead of sync.",
+    type=click.IntRange(8, 100_000),
+    help="Connections one worker holds at once (each a greenlet; a slow one costs memory).",
 )
 @click.option(
     "--certfile",
@@ -67,7 +67,9 @@ def check_config() -> None:
     help="Serve HTTPS with this certificate (PEM); needs --keyfile.",
 )
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
-def serve(bind: str, workers: int, threads: int, certfile: str | None, keyfile: str | None) -> None:
+def serve(
+    bind: str, workers: int, connections: int, certfile: str | None, keyfile: str | None
+) -> None:
     """Run the broker under gunicorn (never Flask's development server)."""
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together")
@@ -77,7 +79,7 @@ def serve(bind: str, workers: int, threads: int, certfile: str | None, keyfile: 
         fail(
             [
                 "with SQLite state the rate limits live in one process: run one worker "
-                "(use --threads for concurrency) or set BROKER_STATE_URL=redis://..."
+                "(it holds --connections at once) or set BROKER_STATE_URL=redis://..."
             ]
         )
     if configuration.settings.profile == "dev":
@@ -91,7 +93,7 @@ def serve(bind: str, workers: int, threads: int, certfile: str | None, keyfile: 
         run(
             bind=bind,
             workers=workers,
-            threads=threads,
+            connections=connections,
             metrics_directory=metrics_directory,
             tls=(certfile, keyfile) if certfile and keyfile else None,
         )

@@ -27,14 +27,10 @@ def readyz() -> Response:
     results = {"settings": True, "policy": True, **issuance.readiness()}
     ready = all(results.values())
     checks = {name: "ok" if passed else "failed" for name, passed in results.items()}
-    pause = issuance.pause()
     body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
-    # Paused is not "not ready": the instance is healthy and answers issuance_paused.
-    body["paused"] = (
-        {"reason": pause.reason, "since": pause.since.isoformat().replace("+00:00", "Z")}
-        if pause
-        else None
-    )
+    # Paused is not "not ready": the instance is healthy and answers issuance_paused. The
+    # reason is for the audit trail and the command line, never for anyone who asks.
+    body["paused"] = issuance.paused()
     return Response(json.dumps(body), status=200 if ready else 503, mimetype="application/json")
 
 
@@ -48,7 +44,7 @@ def metrics() -> Response:
             presented.strip().encode(), expected.encode()
         ):
             raise AuthenticationFailed("metrics token missing or wrong")
-    found.issuance.pause()  # refreshes the paused gauge even when no token is asked for
+    found.issuance.paused()  # refreshes the paused gauge even when no token is asked for
     return Response(found.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 

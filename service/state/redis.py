@@ -1,53 +1,167 @@
 """Shared state in Redis: every worker of every instance sees the same switches and budgets.
 
-The client comes from ``limits``' own Redis storage, so every URL form it accepts
-(``redis://``, ``rediss://``, ``redis+unix://``, ``redis+sentinel://``,
-``redis+cluster://``) works, and rate limits and state share one connection pool. Keys
-carry one hash tag so that a cluster keeps them in one slot.
+The client comes from the ``limits`` library's Redis storage, so every URL form it
+accepts (``redis://``, ``rediss://``, ``redis+unix://``, ``redis+sentinel://``,
+``redis+cluster://``) works. A request is admitted by one server-side script, in one
+round trip: pause flags, the caller's revocations and every budget window are tested,
+and only when all pass are the budgets spent and the audit record appended.
+
+Keys carry a hash tag of whose state they are (``{identity:alice}``), so that a cluster
+spreads callers over its slots; the fleet-wide keys share ``{fleet}``, the trail
+``{audit}``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from limits.storage import MovingWindowSupport, Storage, storage_from_string
+from limits.storage import Storage, storage_from_string
 
 from service.errors import ConfigurationError, Unavailable
-from service.state import Controls, Pause, PauseScope
+from service.state.store import (
+    Admission,
+    Admitted,
+    Outcome,
+    Pause,
+    PauseScope,
+    RefusalCounts,
+    Refused,
+    Retention,
+    newest,
+    refusal_line,
+)
 
-PREFIX = "{token-broker}:"
-PAUSE_KEY = PREFIX + "pause"
-VOICE_PAUSE_KEY = PREFIX + "pause:voice_outgoing"
-REVOCATIONS_KEY = PREFIX + "revocations"
-AUDIT_KEY = PREFIX + "audit"
+PREFIX = "tb:"
+AUDIT_KEY = PREFIX + "{audit}:records"
+REFUSALS_PREFIX = PREFIX + "{audit}:refusals:"
+REFUSALS_INDEX = PREFIX + "{audit}:refusals"
+REFUSALS_SIZES = PREFIX + "{audit}:refusal-sizes"
 TIMEOUT_SECONDS = 0.5
+_SCOPES: tuple[PauseScope, ...] = ("all", "voice_outgoing")
+_FIELD_SEPARATOR = "\x1f"
+_DAY = 86400
+
+# KEYS: pause flags, revocations, budget windows, then the audit stream if ARGV names a
+# record. ARGV: now, #pauses, #revocations, signed-in time ("" for none), #windows,
+# cost, (amount, seconds) per window, record ("" for none), stream MINID, stream MAXLEN.
+# Returns {0} admitted; {1, index, reason} paused; {2, index} revoked;
+# {3, index, seconds until room} rate limited (index of the refusing window).
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local pauses, revocations = tonumber(ARGV[2]), tonumber(ARGV[3])
+local signed_in, windows, cost = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local key = 1
+for i = 1, pauses do
+  local reason = redis.call('HGET', KEYS[key], 'reason')
+  if reason then return {1, i, reason} end
+  key = key + 1
+end
+for i = 1, revocations do
+  local at = redis.call('GET', KEYS[key])
+  if at and (signed_in == '' or tonumber(signed_in) <= tonumber(at)) then return {2, i} end
+  key = key + 1
+end
+local first_window = key
+for i = 1, windows do
+  local amount, seconds = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  if cost > amount then return {3, i, seconds} end
+  local oldest = redis.call('LINDEX', KEYS[key], amount - cost)
+  if oldest and tonumber(oldest) > now - seconds then
+    return {3, i, math.max(1, math.ceil(tonumber(oldest) + seconds - now))}
+  end
+  key = key + 1
+end
+key = first_window
+for i = 1, windows do
+  local amount, seconds = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  for _ = 1, cost do redis.call('LPUSH', KEYS[key], ARGV[1]) end
+  redis.call('LTRIM', KEYS[key], 0, amount - 1)
+  redis.call('EXPIRE', KEYS[key], seconds)
+  key = key + 1
+end
+local record = ARGV[7 + 2 * windows]
+if record ~= '' then
+  redis.call('XADD', KEYS[key], 'MINID', '~', ARGV[8 + 2 * windows], '*', 'record', record)
+  redis.call('XTRIM', KEYS[key], 'MAXLEN', '~', ARGV[9 + 2 * windows])
+end
+return {0}
+"""
+
+# KEYS: the index of minute hashes (score: minute), their field counts. ARGV: the
+# minute-hash prefix, the oldest minute kept, the most fields kept, then (minute,
+# field, count) triples. Old minutes go first; then the oldest until within the size.
+_COUNT_REFUSALS = """
+local index, sizes = KEYS[1], KEYS[2]
+local prefix, oldest, most = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 3 do
+  local hash = prefix .. ARGV[i]
+  if redis.call('HINCRBY', hash, ARGV[i + 1], ARGV[i + 2]) == tonumber(ARGV[i + 2]) then
+    redis.call('ZADD', index, tonumber(ARGV[i]), hash)
+    redis.call('HINCRBY', sizes, hash, 1)
+    redis.call('HINCRBY', sizes, '*', 1)
+  end
+end
+local function drop(hash)
+  redis.call('HINCRBY', sizes, '*', -tonumber(redis.call('HGET', sizes, hash) or '0'))
+  redis.call('HDEL', sizes, hash)
+  redis.call('ZREM', index, hash)
+  redis.call('DEL', hash)
+end
+for _, hash in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. oldest)) do
+  drop(hash)
+end
+while tonumber(redis.call('HGET', sizes, '*') or '0') > most do
+  local first = redis.call('ZRANGE', index, 0, 0)
+  if #first == 0 then break end
+  drop(first[1])
+end
+return 0
+"""
+
+
+def _tag(owner: str) -> str:
+    return PREFIX + "{" + owner + "}:"
+
+
+def pause_key(scope: PauseScope) -> str:
+    return _tag("fleet") + "pause:" + scope
+
+
+def revocation_key(subject: str) -> str:
+    return _tag(subject) + "revoked"
+
+
+def window_key(owner: str, budget: str, amount: int, seconds: int) -> str:
+    return _tag(owner) + f"w:{budget}:{amount}/{seconds}"
 
 
 class RedisStore:
     in_process_limits = False
 
-    def __init__(self, storage: MovingWindowSupport, *, audit_retention_days: int) -> None:
-        self._storage = storage
-        self._client: Any = storage.get_connection()  # type: ignore[attr-defined]  # every limits Redis storage has it
-        self._retention = timedelta(days=audit_retention_days)
+    def __init__(self, client: Any, *, retention: Retention) -> None:
+        self._client = client
+        self._retention = retention
+        self._admit = client.register_script(_ADMIT)
+        self._count_refusals = client.register_script(_COUNT_REFUSALS)
 
     def __repr__(self) -> str:
         return "RedisStore()"
 
     @classmethod
-    def from_url(cls, url: str, *, audit_retention_days: int) -> RedisStore:
+    def from_url(cls, url: str, *, retention: Retention) -> RedisStore:
         storage = storage_from_string(
             url,
             wrap_exceptions=True,
             socket_timeout=TIMEOUT_SECONDS,
             socket_connect_timeout=TIMEOUT_SECONDS,
         )
-        if not isinstance(storage, Storage) or not isinstance(storage, MovingWindowSupport):
-            # an async storage, or one without moving windows: not for this server
+        if not isinstance(storage, Storage) or not hasattr(storage, "get_connection"):
+            # an async storage, or one without a Redis client: not for this server
             raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])
-        return cls(storage, audit_retention_days=audit_retention_days)
+        return cls(storage.get_connection(), retention=retention)
 
     def _call(self, operation: str, *arguments: Any, **options: Any) -> Any:
         try:
@@ -55,53 +169,124 @@ class RedisStore:
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
 
-    def read_controls(self) -> Controls:
+    def admit(self, admission: Admission) -> Outcome:
+        keys = [pause_key(scope) for scope in admission.pauses]
+        keys += [revocation_key(subject) for subject in admission.revocations]
+        windows = [(spend, window) for spend in admission.spends for window in spend.windows]
+        keys += [window_key(s.key, s.budget, w.amount, w.seconds) for s, w in windows]
+        record = admission.record or ""
+        if record:
+            keys.append(AUDIT_KEY)
+        now = admission.at.timestamp()
+        arguments: list[object] = [
+            repr(now),
+            len(admission.pauses),
+            len(admission.revocations),
+            "" if admission.signed_in_at is None else repr(admission.signed_in_at),
+            len(windows),
+            admission.cost,
+            *[value for _, window in windows for value in (window.amount, window.seconds)],
+            record,
+            self._oldest_record_id(now),
+            self._retention.audit_max_records,
+        ]
         try:
-            pipeline = self._client.pipeline(transaction=False)
-            pipeline.hgetall(PAUSE_KEY)
-            pipeline.hgetall(REVOCATIONS_KEY)
-            pipeline.hgetall(VOICE_PAUSE_KEY)
-            pause_fields, revocations, voice_fields = pipeline.execute()
+            result = self._admit(keys=keys, args=arguments)
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
-        return Controls(
-            pause=_pause(pause_fields),
-            revocations={key.decode(): float(value) for key, value in revocations.items()},
-            voice_outgoing_pause=_pause(voice_fields),
-        )
+        return _outcome(result, admission, [spend for spend, _ in windows])
+
+    def _oldest_record_id(self, now: float) -> int:
+        return int((now - self._retention.audit_days * _DAY) * 1000)
+
+    def pauses(self) -> dict[PauseScope, Pause]:
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            for scope in _SCOPES:
+                pipeline.hgetall(pause_key(scope))
+            found = pipeline.execute()
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
+        return {
+            scope: Pause(
+                fields[b"reason"].decode(),
+                datetime.fromtimestamp(float(fields[b"since"]), UTC),
+            )
+            for scope, fields in zip(_SCOPES, found, strict=True)
+            if fields
+        }
 
     def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None:
-        key = PAUSE_KEY if scope == "all" else VOICE_PAUSE_KEY
-        self._call("hset", key, mapping={"reason": reason, "since": at.timestamp()})
+        self._call("hset", pause_key(scope), mapping={"reason": reason, "since": at.timestamp()})
 
     def resume(self) -> None:
-        self._call("delete", PAUSE_KEY, VOICE_PAUSE_KEY)
+        for scope in _SCOPES:
+            self._call("delete", pause_key(scope))
 
     def revoke(self, subject: str, at: datetime) -> None:
-        self._call("hset", REVOCATIONS_KEY, subject, at.timestamp())
+        lapse = self._retention.revocation_days * _DAY
+        self._call("set", revocation_key(subject), repr(at.timestamp()), ex=lapse)
 
     def unrevoke(self, subject: str) -> bool:
-        return bool(self._call("hdel", REVOCATIONS_KEY, subject))
+        return bool(self._call("delete", revocation_key(subject)))
 
     def append_audit(self, at: datetime, line: str) -> None:
-        oldest = int((at - self._retention).timestamp() * 1000)
-        self._call("xadd", AUDIT_KEY, {"record": line}, minid=oldest, approximate=True)
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.xadd(
+                AUDIT_KEY,
+                {"record": line},
+                minid=self._oldest_record_id(at.timestamp()),
+                approximate=True,
+            )
+            pipeline.xtrim(AUDIT_KEY, maxlen=self._retention.audit_max_records, approximate=True)
+            pipeline.execute()
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
+
+    def count_refusals(self, counts: RefusalCounts) -> None:
+        oldest = int(datetime.now(UTC).timestamp()) - self._retention.audit_days * _DAY
+        arguments: list[object] = [REFUSALS_PREFIX, oldest, self._retention.audit_max_records]
+        for (minute, address, decision, code), count in counts.items():
+            arguments += [minute, _FIELD_SEPARATOR.join((address, decision, code)), count]
+        try:
+            self._count_refusals(keys=[REFUSALS_INDEX, REFUSALS_SIZES], args=arguments)
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
 
     def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         # Stream IDs are Redis's arrival times (ms): "since" is by arrival, a hair after `at`.
         low = int(since.timestamp() * 1000) if since else "-"
         entries = self._call("xrevrange", AUDIT_KEY, "+", low, limit)
-        return [fields[b"record"].decode() for _, fields in reversed(entries)]
+        records = [
+            (int(entry_id.split(b"-")[0]) / 1000, fields[b"record"].decode())
+            for entry_id, fields in reversed(entries)  # oldest first, for a stable merge
+        ]
+        return newest([*records, *self._aggregates(since, limit)], limit)
+
+    def _aggregates(self, since: datetime | None, limit: int) -> list[tuple[float, str]]:
+        floor = int(since.timestamp()) // 60 * 60 if since else "-inf"
+        hashes = self._call("zrevrangebyscore", REFUSALS_INDEX, "+inf", floor, 0, limit)
+        found: list[tuple[float, str]] = []
+        for hash_key in hashes:
+            minute = int(hash_key.decode().removeprefix(REFUSALS_PREFIX))
+            for field, count in self._call("hgetall", hash_key).items():
+                address, decision, code = field.decode().split(_FIELD_SEPARATOR)
+                found.append((minute, refusal_line(minute, address, decision, code, int(count))))
+        return found
 
     def ping(self) -> None:
         self._call("ping")
 
-    def limits_storage(self) -> MovingWindowSupport:
-        return self._storage
 
-
-def _pause(fields: dict[bytes, bytes]) -> Pause | None:
-    if not fields:
-        return None
-    since = datetime.fromtimestamp(float(fields[b"since"]), UTC)
-    return Pause(fields[b"reason"].decode(), since)
+def _outcome(result: Sequence[Any], admission: Admission, window_spends: list[Any]) -> Outcome:
+    status = int(result[0])
+    if status == 0:
+        return Admitted()
+    index = int(result[1]) - 1
+    if status == 1:
+        reason = result[2].decode() if isinstance(result[2], bytes) else str(result[2])
+        return Refused("paused", reason, scope=admission.pauses[index])
+    if status == 2:
+        return Refused("revoked", admission.revocations[index])
+    return Refused("rate_limited", window_spends[index].budget, retry_after=int(result[2]))

@@ -1,7 +1,8 @@
-"""Embedded state in one SQLite file: WAL journal, one connection per thread.
+"""Embedded state in one SQLite file: WAL journal, one connection per process.
 
-Commits survive a crash of the process (``kill -9``); rate limits live in this process,
-so the server runs a single worker process.
+Commits survive a crash of the process (``kill -9``); budgets live in this process, so
+the server runs a single worker process. Checkpoints (which fsync) run in a native
+thread, so that they never stall the worker's greenlets.
 """
 
 from __future__ import annotations
@@ -10,16 +11,27 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from limits.storage import MovingWindowSupport
+from gevent import monkey
 
 from service.errors import ConfigurationError, Unavailable
-from service.state import Controls, Pause, PauseScope
-from service.state.local_windows import LocalWindows
+from service.state.store import (
+    Admission,
+    Admitted,
+    Outcome,
+    Pause,
+    PauseScope,
+    RefusalCounts,
+    Refused,
+    Retention,
+    newest,
+    refusal_line,
+)
+from service.state.windows import LocalWindows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS controls (
@@ -28,9 +40,15 @@ CREATE TABLE IF NOT EXISTS controls (
 CREATE TABLE IF NOT EXISTS revocations (subject TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE TABLE IF NOT EXISTS refusals (
+    minute INTEGER NOT NULL, address TEXT NOT NULL, decision TEXT NOT NULL,
+    code TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (minute, address, decision, code)
+);
 """
 PRUNE_EVERY = 1000
 CHECKPOINT_SECONDS = 1.0
+_DAY = 86400.0
 
 
 def sqlite_path(url: str) -> Path:
@@ -44,20 +62,19 @@ def sqlite_path(url: str) -> Path:
 class SqliteStore:
     in_process_limits = True
 
-    def __init__(self, path: Path, *, audit_retention_days: int) -> None:
+    def __init__(self, path: Path, *, retention: Retention) -> None:
         self.path = path
-        self._retention = timedelta(days=audit_retention_days)
-        self._local = threading.local()
-        self._checkpointer_lock = threading.Lock()
-        self._checkpointer_pid: int | None = None
-        self._appends = 0
-        self._limits = LocalWindows()
+        self._retention = retention
+        self._lock = threading.RLock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+        self._writes = 0
+        self._windows = LocalWindows()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(path) as connection:
+            with contextlib.closing(sqlite3.connect(path)) as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SCHEMA)
-            connection.close()
         except (OSError, sqlite3.Error) as error:
             raise ConfigurationError(
                 [f"the SQLite state file cannot be opened ({error})"]
@@ -68,42 +85,77 @@ class SqliteStore:
         return f"SqliteStore({str(self.path)!r})"
 
     @classmethod
-    def from_url(cls, url: str, *, audit_retention_days: int) -> SqliteStore:
-        return cls(sqlite_path(url), audit_retention_days=audit_retention_days)
+    def from_url(cls, url: str, *, retention: Retention) -> SqliteStore:
+        return cls(sqlite_path(url), retention=retention)
 
-    def _connection(self) -> sqlite3.Connection:
-        # One connection per thread, and never one inherited across a fork (gunicorn).
-        if getattr(self._local, "pid", None) != os.getpid():
-            opened = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-            opened.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash
-            # Checkpoints (which fsync) run in a background thread, not in a request.
-            opened.execute("PRAGMA wal_autocheckpoint=0")
-            self._local.connection = opened
-            self._local.pid = os.getpid()
-            self._start_checkpointer()
-        connection: sqlite3.Connection = self._local.connection
-        return connection
-
-    def _execute(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _execute(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[object, ...]]:
         try:
-            return self._connection().execute(sql, parameters).fetchall()
+            with self._lock:
+                return self._opened().execute(sql, tuple(parameters)).fetchall()
         except sqlite3.Error:
             raise Unavailable("the SQLite state file cannot be used") from None
 
-    def read_controls(self) -> Controls:
-        pauses = {
-            str(name): Pause(str(reason), datetime.fromtimestamp(float(str(since)), UTC))
-            for name, reason, since in self._execute("SELECT name, reason, since FROM controls")
-        }
-        revocations = {
-            str(subject): float(str(at))
-            for subject, at in self._execute("SELECT subject, at FROM revocations")
-        }
-        return Controls(
-            pause=pauses.get("all"),
-            revocations=revocations,
-            voice_outgoing_pause=pauses.get("voice_outgoing"),
+    def _opened(self) -> sqlite3.Connection:
+        # One connection per process, never one inherited across a fork (gunicorn).
+        if self._connection is None or self._pid != os.getpid():
+            opened = sqlite3.connect(
+                self.path, timeout=5, isolation_level=None, check_same_thread=False
+            )
+            opened.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash
+            opened.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+            self._connection, self._pid = opened, os.getpid()
+            _start_native_thread(_checkpoint_forever, self.path)
+        return self._connection
+
+    def admit(self, admission: Admission) -> Outcome:
+        now = admission.at.timestamp()
+        with self._lock:
+            refused = self._refusal(admission, now)
+            if refused is not None:
+                return refused
+            if admission.record is not None:
+                self.append_audit(admission.at, admission.record)  # before any budget is spent
+            self._windows.spend(admission.spends, admission.cost, now)
+        return Admitted()
+
+    def _refusal(self, admission: Admission, now: float) -> Refused | None:
+        if admission.pauses:
+            marks = ",".join("?" * len(admission.pauses))
+            rows = self._execute(
+                f"SELECT name, reason FROM controls WHERE name IN ({marks})",  # noqa: S608  # only placeholders are formatted in
+                admission.pauses,
+            )
+            for scope in admission.pauses:
+                for name, reason in rows:
+                    if name == scope:
+                        return Refused("paused", str(reason), scope=scope)
+        if admission.revocations:
+            found = self._revoked(admission.revocations, now)
+            if found is not None:
+                subject, at = found
+                if admission.signed_in_at is None or admission.signed_in_at <= at:
+                    return Refused("revoked", subject)
+        refusal = self._windows.refusal(admission.spends, admission.cost, now)
+        if refusal is not None:
+            index, retry_after = refusal
+            return Refused("rate_limited", admission.spends[index].budget, retry_after=retry_after)
+        return None
+
+    def _revoked(self, subjects: Sequence[str], now: float) -> tuple[str, float] | None:
+        marks = ",".join("?" * len(subjects))
+        rows = self._execute(
+            f"SELECT subject, at FROM revocations WHERE subject IN ({marks}) AND at >= ?"  # noqa: S608  # only placeholders are formatted in
+            " ORDER BY at DESC LIMIT 1",
+            [*subjects, now - self._retention.revocation_days * _DAY],
         )
+        return (str(rows[0][0]), float(str(rows[0][1]))) if rows else None
+
+    def pauses(self) -> dict[PauseScope, Pause]:
+        found: dict[PauseScope, Pause] = {}
+        for name, reason, since in self._execute("SELECT name, reason, since FROM controls"):
+            scope: PauseScope = "voice_outgoing" if name == "voice_outgoing" else "all"
+            found[scope] = Pause(str(reason), datetime.fromtimestamp(float(str(since)), UTC))
+        return found
 
     def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None:
         self._execute(
@@ -121,48 +173,87 @@ class SqliteStore:
         )
 
     def unrevoke(self, subject: str) -> bool:
-        found = self._execute("SELECT 1 FROM revocations WHERE subject = ?", (subject,))
-        self._execute("DELETE FROM revocations WHERE subject = ?", (subject,))
+        with self._lock:
+            found = self._execute("SELECT 1 FROM revocations WHERE subject = ?", (subject,))
+            self._execute("DELETE FROM revocations WHERE subject = ?", (subject,))
         return bool(found)
 
     def append_audit(self, at: datetime, line: str) -> None:
         self._execute("INSERT INTO audit (at, record) VALUES (?, ?)", (at.timestamp(), line))
-        self._appends += 1
-        if self._appends % PRUNE_EVERY == 0:
-            self._prune()
+        self._wrote()
+
+    def count_refusals(self, counts: RefusalCounts) -> None:
+        rows = [(*key, count) for key, count in counts.items()]
+        try:
+            with self._lock:
+                self._opened().executemany(
+                    "INSERT INTO refusals (minute, address, decision, code, count)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute, address, decision, code)"
+                    " DO UPDATE SET count = count + excluded.count",
+                    rows,
+                )
+        except sqlite3.Error:
+            raise Unavailable("the SQLite state file cannot be used") from None
+        self._wrote()
 
     def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         floor = since.timestamp() if since else 0.0
-        rows = self._execute(
-            "SELECT record FROM"
-            " (SELECT id, record FROM audit WHERE at >= ? ORDER BY id DESC LIMIT ?)"
-            " ORDER BY id",
-            (floor, limit),
+        newest_first = self._execute(
+            "SELECT at, record FROM audit WHERE at >= ? ORDER BY id DESC LIMIT ?", (floor, limit)
         )
-        return [str(row[0]) for row in rows]
+        records = [(float(str(at)), str(record)) for at, record in reversed(newest_first)]
+        aggregates = [
+            (float(str(minute)), refusal_line(int(str(minute)), *map(str, rest)))
+            for minute, *rest in self._execute(
+                "SELECT minute, address, decision, code, count FROM refusals"
+                " WHERE minute >= ? ORDER BY minute DESC LIMIT ?",
+                (int(floor) // 60 * 60, limit),
+            )
+        ]
+        return newest(records + aggregates, limit)
 
     def ping(self) -> None:
         self._execute("SELECT 1")
 
-    def limits_storage(self) -> MovingWindowSupport:
-        return self._limits
-
-    def _start_checkpointer(self) -> None:
-        with self._checkpointer_lock:
-            if self._checkpointer_pid == os.getpid():
-                return
-            self._checkpointer_pid = os.getpid()
-        threading.Thread(
-            target=self._checkpoint_forever, name="sqlite-checkpoint", daemon=True
-        ).start()
-
-    def _checkpoint_forever(self) -> None:
-        connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-        while True:
-            time.sleep(CHECKPOINT_SECONDS)  # a background cadence, not a wait in a request
-            with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes % PRUNE_EVERY == 0:
+            self._prune()
 
     def _prune(self) -> None:
-        cutoff = datetime.now(UTC) - self._retention
-        self._execute("DELETE FROM audit WHERE at < ?", (cutoff.timestamp(),))
+        """Keep the trail within its age and its size, and let revocations lapse."""
+        now = datetime.now(UTC).timestamp()
+        oldest = now - self._retention.audit_days * _DAY
+        most = self._retention.audit_max_records
+        with self._lock:
+            self._execute("DELETE FROM audit WHERE at < ?", (oldest,))
+            self._execute(
+                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC"
+                " LIMIT 1 OFFSET ?)",
+                (most,),
+            )
+            self._execute("DELETE FROM refusals WHERE minute < ?", (oldest,))
+            self._execute(
+                "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals"
+                " ORDER BY minute DESC LIMIT -1 OFFSET ?)",
+                (most,),
+            )
+            self._execute(
+                "DELETE FROM revocations WHERE at < ?",
+                (now - self._retention.revocation_days * _DAY,),
+            )
+
+
+def _start_native_thread(target: object, *arguments: object) -> None:
+    """A real OS thread, even where gevent has patched ``threading`` (a serving worker)."""
+    start = monkey.get_original("_thread", "start_new_thread")
+    start(target, arguments)
+
+
+def _checkpoint_forever(path: Path) -> None:
+    sleep = monkey.get_original("time", "sleep")
+    connection = sqlite3.connect(path, timeout=5, isolation_level=None)
+    while True:
+        sleep(CHECKPOINT_SECONDS)  # a background cadence, in its own thread
+        with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -1,9 +1,10 @@
 """The use case: one token request, from raw body and bearer credential to a token.
 
-parse -> authenticate -> state (paused? revoked?) -> policy -> limits -> mint -> audit.
-Every outcome, issued or refused, is recorded exactly once (audited and counted); a
-refusal is raised as a ``RequestRefused`` for the HTTP layer. A token is returned only
-after its audit record is stored.
+parse -> authenticate -> policy -> mint -> admit (pause, revocation, every budget and
+the audit record, all or nothing, in the state store) -> the token. Every outcome is
+recorded exactly once (logged, stored, counted); a refusal is raised as a
+``RequestRefused`` for the HTTP layer. A token is returned only after its audit record
+is stored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from service.addresses import address_key
 from service.audit import AuditRecord, Decision, Recorder
 from service.callers import Authenticator, Caller
 from service.errors import (
@@ -19,14 +21,15 @@ from service.errors import (
     InvalidRequest,
     InvalidTtl,
     IssuancePaused,
+    RateLimited,
     RequestRefused,
     Revoked,
     RoomNotAllowed,
     Unavailable,
     UnknownField,
 )
-from service.limits import RateLimiter
-from service.state import CachedControls, Controls, Pause
+from service.limits import Budgets
+from service.state import Admission, PauseScope, Refused, StateStore
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
@@ -45,28 +48,28 @@ class RequestContext:
 
 
 class TokenIssuance:
-    """Composes callers, policy, limits, minting and audit into one decision per request."""
+    """Composes callers, policy, minting, budgets and audit into one decision per request."""
 
     def __init__(
         self,
         *,
         authenticator: Authenticator,
         policy: TokenPolicy,
-        voice_outgoing_cost: int,
+        budgets: Budgets,
         minter: Minter,
         push_names: frozenset[str],
-        controls: CachedControls,
-        limiter: RateLimiter,
+        store: StateStore,
         recorder: Recorder,
+        ipv6_prefix: int = 64,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
-        self._voice_outgoing_cost = voice_outgoing_cost
+        self._budgets = budgets
         self._minter = minter
         self._push_names = push_names
-        self._controls = controls
-        self._limiter = limiter
+        self._store = store
         self._recorder = recorder
+        self._ipv6_prefix = ipv6_prefix
 
     def __repr__(self) -> str:
         return "TokenIssuance()"
@@ -77,35 +80,16 @@ class TokenIssuance:
         caller: Caller | None = None
         try:
             request = parse_token_request(body)
-            caller = self._authenticate(authorization, context.client_ip)
+            caller = self._authenticate(authorization, context)
             caller = self._resolve_identity(caller, request)
-            token = self._decide_and_mint(caller, request, context)
+            return self._decide_and_mint(caller, request, context)
         except RequestRefused as refusal:
             self._recorder.record(self._refusal_record(context, refusal, request, caller))
             raise
-        self._recorder.record(
-            AuditRecord(
-                event="token",
-                decision="issued",
-                request_id=context.request_id,
-                client_ip=context.client_ip,
-                at=token.issued_at,
-                identity=token.identity,
-                client=caller.client,
-                issuer=caller.issuer,
-                credential=caller.credential_fingerprint,
-                grants=token.grants,
-                room=request.video.room if request.video else None,
-                ttl=token.ttl,
-                token=token_fingerprint(token.jwt),
-            )
-        )
-        return token
 
     def _decide_and_mint(
         self, caller: Caller, request: TokenRequest, context: RequestContext
     ) -> IssuedToken:
-        controls = self._check_controls(caller)
         self._check_push_names(request)
         decision = self._policy.decide(
             caller.identity,
@@ -116,52 +100,68 @@ class TokenIssuance:
         if not isinstance(decision, Allowed):
             raise _DENIALS[decision.code](decision.reason)
         plan = decision.plan
-        outgoing = _places_calls(plan)
-        if outgoing and controls.voice_outgoing_pause is not None:
-            raise IssuancePaused(f"voice outgoing paused: {controls.voice_outgoing_pause.reason}")
-        self._limiter.spend(
-            identity=plan.identity,
+        token = self._minter.mint(plan, self._recorder.now())
+        record = self._issued_record(caller, request, token, context)
+        line = record.to_json()
+        outcome = self._store.admit(self._admission(caller, plan, context, token, line))
+        self._recorder.paused(isinstance(outcome, Refused) and outcome.scope == "all")
+        if isinstance(outcome, Refused):
+            raise _refusal_of(outcome)
+        self._recorder.stored(record, line)
+        return token
+
+    def _admission(
+        self, caller: Caller, plan: Plan, context: RequestContext, token: IssuedToken, line: str
+    ) -> Admission:
+        outgoing = plan.voice is not None and plan.voice.outgoing
+        pauses: tuple[PauseScope, ...] = ("all", "voice_outgoing") if outgoing else ("all",)
+        subjects = [f"identity:{caller.identity}"]
+        if caller.client is not None:
+            subjects.append(f"client:{caller.client}")
+        spends = self._budgets.token_spends(
+            identity=caller.identity,
             client=caller.client,
-            client_ip=context.client_ip,
-            cost=self._voice_outgoing_cost if outgoing else 1,
+            address=address_key(context.client_ip, self._ipv6_prefix),
         )
-        return self._minter.mint(plan, self._recorder.now())
+        return Admission(
+            at=token.issued_at,
+            pauses=pauses,
+            revocations=tuple(subjects),
+            signed_in_at=caller.issued_at,
+            spends=spends,
+            cost=self._budgets.voice_outgoing_cost if outgoing else 1,
+            record=line,
+        )
 
     def readiness(self) -> dict[str, bool]:
         """Named checks for /readyz: can this instance issue tokens right now?"""
         try:
-            self._controls.current()
+            self._store.ping()
             state = True
         except Unavailable:
             state = False
         return {"signing_key": self._minter.can_sign(), "state": state}
 
-    def pause(self) -> Pause | None:
-        """The operator's pause, if any (for /readyz and the metrics); None if unknown."""
+    def paused(self) -> bool | None:
+        """Whether an operator paused all issuance (the metrics' gauge); None if unknown."""
         try:
-            return self._controls.current().pause
+            paused = "all" in self._store.pauses()
         except Unavailable:
             return None
+        self._recorder.paused(paused)
+        return paused
 
-    def _authenticate(self, authorization: str | None, client_ip: str) -> Caller:
-        cached = self._authenticator.cached(authorization)
-        if cached is not None:
-            return cached  # verified before: the failure budget guards only new credentials
-        self._limiter.check_authentication_budget(client_ip)
+    def _authenticate(self, authorization: str | None, context: RequestContext) -> Caller:
+        """Verify first: a credential that verifies never meets the failure budget."""
         try:
             return self._authenticator.authenticate(authorization)
         except AuthenticationFailed:
-            self._limiter.record_authentication_failure(client_ip)
+            spends = self._budgets.failure_spends(address_key(context.client_ip, self._ipv6_prefix))
+            if spends:
+                outcome = self._store.admit(Admission(at=self._recorder.now(), spends=spends))
+                if isinstance(outcome, Refused):
+                    raise _refusal_of(outcome) from None
             raise
-
-    def _check_controls(self, caller: Caller) -> Controls:
-        controls = self._controls.current()
-        if controls.pause is not None:
-            raise IssuancePaused(f"paused: {controls.pause.reason}")
-        revoked_at = controls.revoked_at(caller.identity, caller.client)
-        if revoked_at is not None and caller.issued_at <= revoked_at:
-            raise Revoked("session issued before its revocation")
-        return controls
 
     @staticmethod
     def _resolve_identity(caller: Caller, request: TokenRequest) -> Caller:
@@ -178,6 +178,26 @@ class TokenIssuance:
         for name in request.push_names:
             if name not in self._push_names:
                 raise InvalidRequest("push names no configured push credential")
+
+    @staticmethod
+    def _issued_record(
+        caller: Caller, request: TokenRequest, token: IssuedToken, context: RequestContext
+    ) -> AuditRecord:
+        return AuditRecord(
+            event="token",
+            decision="issued",
+            request_id=context.request_id,
+            client_ip=context.client_ip,
+            at=token.issued_at,
+            identity=token.identity,
+            client=caller.client,
+            issuer=caller.issuer,
+            credential=caller.credential_fingerprint,
+            grants=token.grants,
+            room=request.video.room if request.video else None,
+            ttl=token.ttl,
+            token=token_fingerprint(token.jwt),
+        )
 
     def _refusal_record(
         self,
@@ -204,8 +224,13 @@ class TokenIssuance:
         )
 
 
-def _places_calls(plan: Plan) -> bool:
-    return plan.voice is not None and plan.voice.outgoing
+def _refusal_of(outcome: Refused) -> RequestRefused:
+    if outcome.kind == "paused":
+        scope = "paused" if outcome.scope == "all" else "voice outgoing paused"
+        return IssuancePaused(f"{scope}: {outcome.detail}")
+    if outcome.kind == "revoked":
+        return Revoked(f"session signed in before the revocation of {outcome.detail}")
+    return RateLimited(f"{outcome.detail} spent", retry_after=outcome.retry_after)
 
 
 def _decision_of(refusal: RequestRefused) -> Decision:

@@ -12,13 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.audit import AuditRecord, Recorder
-from service.errors import RateLimited
-from service.limits import RateLimiter
-from service.state import CachedControls
+from service.limits import Budgets
+from service.state import Admission, RefusalKind, Refused, StateStore
 from service.voice.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
 from service.voice.twiml import dial_twiml, refusal_twiml
 
 REFUSAL_MESSAGE = "This call cannot be placed."
+_REASONS: dict[RefusalKind, str] = {
+    "paused": "outgoing calls are paused",
+    "revoked": "caller identity is revoked",
+    "rate_limited": "call budget exhausted",
+}
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,15 @@ class VoiceCalls:
         dial_policy: DialPolicy | None,
         incoming: Mapping[str, tuple[str, ...]],
         caller_id: str | None,
-        controls: CachedControls,
-        limiter: RateLimiter,
+        budgets: Budgets,
+        store: StateStore,
         recorder: Recorder,
     ) -> None:
         self._dial_policy = dial_policy
         self._incoming = incoming
         self._caller_id = caller_id
-        self._controls = controls
-        self._limiter = limiter
+        self._budgets = budgets
+        self._store = store
         self._recorder = recorder
 
     def __repr__(self) -> str:
@@ -58,53 +62,57 @@ class VoiceCalls:
     def answer(self, call: CallRequest) -> str:
         """The TwiML for this call: dial, or refuse; audited either way."""
         identity = caller_identity(call.from_field)
-        reason = None
-        decision = None
-        controls = self._controls.current()
         if identity is None:
-            reason = "caller is not a Voice client identity"
-        elif controls.pause is not None or controls.voice_outgoing_pause is not None:
-            reason = "outgoing calls are paused"
-        elif controls.revoked_at(identity, None) is not None:
-            reason = "caller identity is revoked"
-        else:
-            decision = decide_call(self._dial_policy, call.to_field)
-            if not isinstance(decision, CallAllowed):
-                reason = decision.reason
-            else:
-                try:
-                    self._limiter.spend_call(identity)
-                except RateLimited:
-                    reason = "call budget exhausted"
-        self._decided(call, reason, identity)
-        if reason is not None or not isinstance(decision, CallAllowed):
-            return refusal_twiml(REFUSAL_MESSAGE)
+            return self._refused(call, "caller is not a Voice client identity", None)
+        decision = decide_call(self._dial_policy, call.to_field)
+        if not isinstance(decision, CallAllowed):
+            return self._refused(call, decision.reason, identity)
+        record = self._record(call, None, identity)
+        line = record.to_json()
+        outcome = self._store.admit(
+            Admission(
+                at=record.at,
+                pauses=("all", "voice_outgoing"),
+                revocations=(f"identity:{identity}",),
+                spends=self._budgets.call_spends(identity),
+                record=line,
+            )
+        )
+        if isinstance(outcome, Refused):
+            return self._refused(call, _REASONS[outcome.kind], identity)
+        self._recorder.stored(record, line)
         clients = (decision.client,) if decision.client else ()
         return dial_twiml(number=decision.number, clients=clients, caller_id=self._caller_id)
 
     def route_incoming(self, call: CallRequest) -> str:
         """Ring the identities configured for the number called; never "whoever is online"."""
-        controls = self._controls.current()
         targets = [
             identity
             for identity in self._incoming.get(call.to_field, ())
-            if controls.revoked_at(identity, None) is None
+            if not self._revoked(identity)
         ]
-        reason = None if targets else "no identity is routed for this number"
-        self._decided(call, reason, ",".join(targets) or None)
-        return dial_twiml(clients=targets) if targets else refusal_twiml(REFUSAL_MESSAGE)
+        if not targets:
+            return self._refused(call, "no identity is routed for this number", None)
+        self._recorder.record(self._record(call, None, ",".join(targets)))
+        return dial_twiml(clients=targets)
 
-    def _decided(self, call: CallRequest, reason: str | None, identity: str | None) -> None:
-        """Record one call decision (refused when there is a reason)."""
-        self._recorder.record(
-            AuditRecord(
-                event="call",
-                decision="call_refused" if reason else "call_allowed",
-                request_id=call.request_id,
-                client_ip=call.client_ip,
-                at=self._recorder.now(),
-                reason=reason,
-                identity=identity,
-                destination=call.to_field[:64] or None,
-            )
+    def _revoked(self, identity: str) -> bool:
+        admission = Admission(at=self._recorder.now(), revocations=(f"identity:{identity}",))
+        return isinstance(self._store.admit(admission), Refused)
+
+    def _refused(self, call: CallRequest, reason: str, identity: str | None) -> str:
+        self._recorder.record(self._record(call, reason, identity))
+        return refusal_twiml(REFUSAL_MESSAGE)
+
+    def _record(self, call: CallRequest, reason: str | None, identity: str | None) -> AuditRecord:
+        """One call decision (refused when there is a reason)."""
+        return AuditRecord(
+            event="call",
+            decision="call_refused" if reason else "call_allowed",
+            request_id=call.request_id,
+            client_ip=call.client_ip,
+            at=self._recorder.now(),
+            reason=reason,
+            identity=identity,
+            destination=call.to_field[:64] or None,
         )

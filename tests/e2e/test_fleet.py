@@ -130,9 +130,7 @@ def test_pause_and_revoke_reach_every_worker_within_a_second(
     )
     assert _all_refuse(fleet, session, leaks, 503, "issuance_paused")
     for instance in fleet.instances:
-        assert (
-            requests.get(f"{instance.url}/readyz", timeout=5).json()["paused"]["reason"] == "drill"
-        )
+        assert requests.get(f"{instance.url}/readyz", timeout=5).json()["paused"] is True
     operator(fleet.environment, "resume")
     operator(fleet.environment, "revoke", "--identity", "operator_target")
     assert support.eventually(

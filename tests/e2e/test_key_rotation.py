@@ -87,7 +87,7 @@ def _check(load: Load, switched: float, settle: float) -> None:
 def test_rotation_by_watched_files_under_load(
     key_environ: dict[str, str], tmp_path: Path, caller_token: Any, leaks: LeakWatch
 ) -> None:
-    server = support.start_broker(key_environ, tmp_path, "--threads", "4")
+    server = support.start_broker(key_environ, tmp_path)
     try:
 
         def rotate() -> float:
@@ -105,7 +105,7 @@ def test_rotation_by_watched_files_under_load(
 def test_rotation_by_hup_under_load(
     key_environ: dict[str, str], tmp_path: Path, caller_token: Any, leaks: LeakWatch
 ) -> None:
-    server = support.start_broker(key_environ, tmp_path, "--threads", "4")
+    server = support.start_broker(key_environ, tmp_path)
     try:
 
         def rotate() -> float:

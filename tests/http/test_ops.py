@@ -21,7 +21,7 @@ def test_readyz_names_its_checks(client: FlaskClient) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["checks"] == {"settings": "ok", "policy": "ok", "signing_key": "ok", "state": "ok"}
-    assert body["paused"] is None
+    assert body["paused"] is False
 
 
 def test_readyz_fails_without_a_signing_key(

@@ -107,5 +107,5 @@ def test_unsigned_alerts_change_nothing(
     response = client.post("/v1/twilio/usage-alert", data=support.ALERT, headers=headers)
     assert response.status_code == 403
     assert response.get_json()["code"] == "invalid_signature"
-    assert client.get("/readyz").get_json()["paused"] is None
+    assert client.get("/readyz").get_json()["paused"] is False
     assert post(support.VIDEO, caller_token()).status_code == 200

@@ -1,22 +1,51 @@
-"""The embedded SQLite store."""
+"""The embedded SQLite store: bounded by age and by size, revocations that lapse."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from service.errors import ConfigurationError
+from service.state import Admission, Admitted, Refused, Retention
+from service.state import sqlite as sqlite_module
 from service.state.sqlite import SqliteStore, sqlite_path
 
 
-def test_sqlite_prunes_records_past_retention(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "state.db", audit_retention_days=1)
+def test_records_past_retention_are_pruned(tmp_path: Path) -> None:
+    retention = Retention(audit_days=1)
+    store = SqliteStore(tmp_path / "state.db", retention=retention)
     store.append_audit(datetime.now(UTC) - timedelta(days=2), '{"old": true}')
     store.append_audit(datetime.now(UTC), '{"old": false}')
-    reopened = SqliteStore(tmp_path / "state.db", audit_retention_days=1)  # prunes on open
+    reopened = SqliteStore(tmp_path / "state.db", retention=retention)  # prunes on open
     assert reopened.audit_lines(None, 10) == ['{"old": false}']
+
+
+def test_the_trail_keeps_at_most_its_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_module, "PRUNE_EVERY", 10)
+    store = SqliteStore(tmp_path / "state.db", retention=Retention(audit_max_records=25))
+    now = datetime.now(UTC)
+    for number in range(100):
+        store.append_audit(now, json.dumps({"n": number}))
+    for number in range(40):
+        store.count_refusals({(int(now.timestamp()), f"192.0.2.{number}", "denied", "x"): 1})
+    lines = [json.loads(line) for line in store.audit_lines(None, 1000)]
+    records = [line["n"] for line in lines if "n" in line]
+    assert len(records) <= 25
+    assert records[-1] == 99  # the newest are kept
+    assert len([line for line in lines if "count" in line]) <= 25
+
+
+def test_revocations_lapse(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db", retention=Retention(revocation_days=90))
+    now = datetime.now(UTC)
+    store.revoke("identity:old", now - timedelta(days=91))
+    store.revoke("identity:new", now - timedelta(days=89))
+    old = Admission(at=now, revocations=("identity:old",))
+    assert store.admit(old) == Admitted()
+    assert isinstance(store.admit(Admission(at=now, revocations=("identity:new",))), Refused)
 
 
 @pytest.mark.parametrize(
@@ -31,4 +60,4 @@ def test_unwritable_sqlite_file_is_a_startup_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(ConfigurationError):
-        SqliteStore(blocker / "state.db", audit_retention_days=1)
+        SqliteStore(blocker / "state.db", retention=Retention())

@@ -1,59 +1,129 @@
-"""Every state store: the pause flag, revocations, the audit trail; the URL chooses it."""
+"""Every state store: one admission tests pause, revocations and budgets, all or nothing."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service.errors import ConfigurationError
-from service.state import StateStore, open_store
+from service.state import (
+    Admission,
+    Admitted,
+    Refused,
+    Retention,
+    Spend,
+    StateStore,
+    Window,
+    open_store,
+)
 from service.state.sqlite import sqlite_path
 
 NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+MINUTE = Window(amount=3, seconds=60)
 
 
-def _next_millisecond() -> datetime:
-    start = datetime.now(UTC)
-    while (moment := datetime.now(UTC)) - start < timedelta(milliseconds=2):
-        pass  # a clock tick, not a wait for a server
-    return moment
+def spend(owner: str, budget: str = "per_identity", window: Window = MINUTE) -> Spend:
+    return Spend(budget, owner, (window,))
 
 
 def test_pause_and_resume(store: StateStore) -> None:
-    assert store.read_controls().pause is None
+    assert store.pauses() == {}
     store.pause("incident 42", NOW)
-    pause = store.read_controls().pause
-    assert pause is not None
-    assert pause.reason == "incident 42"
-    assert pause.since == NOW
+    assert store.admit(Admission(at=NOW, pauses=("all",))) == Refused(
+        "paused", "incident 42", scope="all"
+    )
+    assert store.admit(Admission(at=NOW, pauses=("voice_outgoing",))) == Admitted()
+    store.pause("spend", NOW, scope="voice_outgoing")
+    pauses = store.pauses()
+    assert pauses["all"].reason == "incident 42"
+    assert pauses["all"].since == NOW
+    assert pauses["voice_outgoing"].reason == "spend"
     store.resume()
-    assert store.read_controls().pause is None
+    assert store.pauses() == {}
+    assert store.admit(Admission(at=NOW, pauses=("all", "voice_outgoing"))) == Admitted()
 
 
-def test_revoke_and_unrevoke(store: StateStore) -> None:
+def test_a_revocation_refuses_sign_ins_at_or_before_it(store: StateStore) -> None:
     store.revoke("identity:alice", NOW)
-    store.revoke("client:web", NOW + timedelta(seconds=5))
-    controls = store.read_controls()
-    assert controls.revoked_at("alice", None) == NOW.timestamp()
-    assert controls.revoked_at("alice", "web") == NOW.timestamp() + 5
-    assert controls.revoked_at("bob", None) is None
+    revoked = Admission(at=NOW, revocations=("identity:alice",), signed_in_at=NOW.timestamp())
+    assert store.admit(revoked) == Refused("revoked", "identity:alice")
+    later = NOW.timestamp() + 1
+    assert store.admit(Admission(at=NOW, revocations=("identity:alice",), signed_in_at=later)) == (
+        Admitted()
+    )
+    assert store.admit(Admission(at=NOW, revocations=("identity:alice",))) == Refused(
+        "revoked", "identity:alice"
+    )  # no sign-in time: any revocation refuses (calls)
+    assert store.admit(Admission(at=NOW, revocations=("identity:bob",))) == Admitted()
     assert store.unrevoke("identity:alice") is True
     assert store.unrevoke("identity:alice") is False
-    assert store.read_controls().revoked_at("alice", None) is None
+    assert store.admit(revoked) == Admitted()
 
 
-def test_audit_trail_in_order_with_since_and_limit(store: StateStore) -> None:
-    for number in range(3):
-        store.append_audit(datetime.now(UTC), json.dumps({"n": number}))
-    middle = _next_millisecond()
-    _next_millisecond()
-    for number in range(3, 5):
-        store.append_audit(datetime.now(UTC), json.dumps({"n": number}))
-    assert [json.loads(line)["n"] for line in store.audit_lines(None, 100)] == [0, 1, 2, 3, 4]
-    assert [json.loads(line)["n"] for line in store.audit_lines(None, 2)] == [3, 4]
-    assert [json.loads(line)["n"] for line in store.audit_lines(middle, 100)] == [3, 4]
+def test_budgets_are_all_or_nothing(store: StateStore) -> None:
+    global_budget = spend("fleet", "global", Window(2, 60))
+    for identity in ("a", "b"):
+        assert store.admit(Admission(at=NOW, spends=(spend(identity), global_budget))) == (
+            Admitted()
+        )
+    # The fleet's budget is spent: the victim's own budget must not move.
+    for _ in range(5):
+        refused = store.admit(Admission(at=NOW, spends=(spend("victim"), global_budget)))
+        assert isinstance(refused, Refused)
+        assert refused.detail == "global"
+        assert 1 <= refused.retry_after <= 60
+    later = NOW + timedelta(seconds=61)
+    for _ in range(3):  # the victim still has all three of its own
+        assert store.admit(Admission(at=later, spends=(spend("victim"),))) == Admitted()
+    assert isinstance(store.admit(Admission(at=later, spends=(spend("victim"),))), Refused)
+
+
+def test_cost_and_moving_windows(store: StateStore) -> None:
+    budget = (spend("alice", window=Window(10, 60)),)
+    assert store.admit(Admission(at=NOW, spends=budget, cost=5)) == Admitted()
+    assert store.admit(Admission(at=NOW + timedelta(seconds=30), spends=budget, cost=5)) == (
+        Admitted()
+    )
+    refused = store.admit(Admission(at=NOW + timedelta(seconds=40), spends=budget))
+    assert isinstance(refused, Refused)
+    assert refused.retry_after == 20  # the first five leave the window at 60 s
+    assert store.admit(Admission(at=NOW + timedelta(seconds=60), spends=budget, cost=5)) == (
+        Admitted()
+    )
+    assert isinstance(store.admit(Admission(at=NOW, spends=budget, cost=11)), Refused)
+
+
+def test_concurrent_admissions_never_exceed_a_budget(store: StateStore) -> None:
+    budget = (spend("shared", window=Window(20, 60)),)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(
+            pool.map(lambda _: store.admit(Admission(at=NOW, spends=budget)), range(60))
+        )
+    assert outcomes.count(Admitted()) == 20
+
+
+def test_a_record_is_stored_only_with_its_admission(store: StateStore) -> None:
+    budget = (spend("alice", window=Window(1, 60)),)
+    assert store.admit(Admission(at=NOW, spends=budget, record='{"n": 1}')) == Admitted()
+    assert isinstance(store.admit(Admission(at=NOW, spends=budget, record='{"n": 2}')), Refused)
+    assert [json.loads(line)["n"] for line in store.audit_lines(None, 10)] == [1]
+
+
+def test_refusals_are_stored_as_counts_and_listed_with_records(store: StateStore) -> None:
+    minute = int(NOW.timestamp())
+    store.count_refusals({(minute, "198.51.100.7", "authentication_failed", "invalid_token"): 40})
+    store.count_refusals({(minute, "198.51.100.7", "authentication_failed", "invalid_token"): 2})
+    store.append_audit(NOW, json.dumps({"decision": "issued", "at": "later"}))
+    lines = [json.loads(line) for line in store.audit_lines(None, 10)]
+    [aggregate] = [line for line in lines if line.get("count")]
+    assert aggregate["count"] == 42
+    assert aggregate["client_ip"] == "198.51.100.7"
+    assert aggregate["code"] == "invalid_token"
+    assert aggregate["decision"] == "authentication_failed"
+    assert len(lines) == 2
 
 
 def test_ping(store: StateStore) -> None:
@@ -64,4 +134,4 @@ def test_bad_state_urls() -> None:
     with pytest.raises(ConfigurationError):
         sqlite_path("sqlite://")
     with pytest.raises(ConfigurationError):
-        open_store("postgres://db/x", audit_retention_days=1)
+        open_store("postgres://db/x", retention=Retention())

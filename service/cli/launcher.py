@@ -1,0 +1,21 @@
+"""The ``token-broker`` executable: for ``serve``, gevent patches the standard library first.
+
+The server's worker (``service.worker``) runs every connection in a greenlet; sockets,
+locks and sleeps must be gevent's before any module (ssl, redis, urllib) is imported,
+or a blocking call would stall every connection of the worker. Every other command runs
+unpatched.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["serve"]:
+        from gevent import monkey
+
+        monkey.patch_all()
+    from service.cli import main as command
+
+    command()

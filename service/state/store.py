@@ -1,0 +1,141 @@
+"""What every state store does, in one interface.
+
+A request is *admitted* in one step: the pause flags, the revocations of its caller and
+every budget it spends are tested together and, only when all pass, the budgets are
+spent and the request's audit record stored. A refusal by any of them spends nothing.
+Concurrent admissions never admit more than a budget, across workers and instances.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+PauseScope = Literal["all", "voice_outgoing"]
+RefusalKind = Literal["paused", "revoked", "rate_limited"]
+#: Aggregated refusals: (minute as epoch seconds, client address, decision, code) -> count
+RefusalCounts = Mapping[tuple[int, str, str, str], int]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the past a store keeps."""
+
+    audit_days: int = 30
+    audit_max_records: int = 1_000_000
+    revocation_days: int = 90
+
+
+@dataclass(frozen=True)
+class Pause:
+    reason: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Window:
+    """One moving window of a budget: at most ``amount`` in any ``seconds``."""
+
+    amount: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What one budget counts for a request: its name, whose it is, its windows."""
+
+    budget: str
+    key: str
+    windows: tuple[Window, ...]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Everything that must hold for one request to go ahead."""
+
+    at: datetime
+    #: the pause flags that refuse this request
+    pauses: tuple[PauseScope, ...] = ()
+    #: subjects ("identity:alice") whose revocation refuses this request
+    revocations: tuple[str, ...] = ()
+    #: the caller's sign-in (epoch seconds): revoked only if at or before a revocation;
+    #: None: any revocation refuses
+    signed_in_at: float | None = None
+    spends: tuple[Spend, ...] = ()
+    cost: int = 1
+    #: the audit line to store with the admission, when the store holds the trail
+    record: str | None = None
+
+
+@dataclass(frozen=True)
+class Admitted:
+    pass
+
+
+@dataclass(frozen=True)
+class Refused:
+    kind: RefusalKind
+    #: the pause reason, the revoked subject, or the budget spent
+    detail: str
+    scope: PauseScope | None = None
+    retry_after: int = 0
+
+
+Outcome = Admitted | Refused
+
+
+class StateStore(Protocol):
+    """What every backend provides. Every method may raise ``Unavailable``."""
+
+    #: True when budgets are kept in this process, so only one worker may run.
+    in_process_limits: bool
+
+    def admit(self, admission: Admission) -> Outcome:
+        """Test everything ``admission`` names; spend and store only if all pass."""
+        ...
+
+    def pauses(self) -> dict[PauseScope, Pause]: ...
+
+    def pause(self, reason: str, at: datetime, *, scope: PauseScope = "all") -> None: ...
+
+    def resume(self) -> None: ...
+
+    def revoke(self, subject: str, at: datetime) -> None: ...
+
+    def unrevoke(self, subject: str) -> bool: ...
+
+    def append_audit(self, at: datetime, line: str) -> None: ...
+
+    def count_refusals(self, counts: RefusalCounts) -> None:
+        """Add aggregated refusals: one stored row per minute, address, decision, code."""
+        ...
+
+    def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
+        """The newest ``limit`` records since ``since``, oldest first, aggregates included."""
+        ...
+
+    def ping(self) -> None: ...
+
+
+def refusal_line(minute: int, address: str, decision: str, code: str, count: str | int) -> str:
+    """An aggregate of refusals as an audit line, in the shape of every other record."""
+    at = datetime.fromtimestamp(minute, UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(
+        {
+            "event": "token",
+            "decision": decision,
+            "request_id": "aggregate",
+            "client_ip": address,
+            "at": at,
+            "code": code,
+            "count": int(count),
+        }
+    )
+
+
+def newest(lines: Sequence[tuple[float, str]], limit: int) -> list[str]:
+    """The newest ``limit`` of (time, line) pairs, oldest first."""
+    return [line for _, line in sorted(lines, key=lambda row: row[0])[-limit:]]
