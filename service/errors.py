@@ -163,6 +163,14 @@ class MethodNotAllowed(RequestRefused):
     detail = "This method is not allowed on this path."
 
 
+class RequestTimeout(RequestRefused):
+    """Raised (by the serving worker) when a request body does not arrive in time."""
+
+    status = 408
+    code = "request_timeout"
+    detail = "The request body did not arrive in time."
+
+
 class PayloadTooLarge(RequestRefused):
     """Raised when the body is over the size limit."""
 
@@ -234,16 +242,23 @@ def problem_response(error: RequestRefused) -> Response:
     return _problem(error.status, error.code, error.detail, error.headers)
 
 
+def problem_body(status: int, code: str, detail: str, request_id: str) -> str:
+    """RFC 9457 problem details as JSON: nothing internal, a stable code, the request id."""
+    return json.dumps(
+        {
+            "type": PROBLEM_TYPE_PREFIX + code,
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "code": code,
+            "detail": detail,
+            "request_id": request_id,
+        }
+    )
+
+
 def _problem(status: int, code: str, detail: str, headers: dict[str, str]) -> Response:
-    body = {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "code": code,
-        "detail": detail,
-        "request_id": g.get("request_id", ""),
-    }
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    body = problem_body(status, code, detail, g.get("request_id", ""))
+    response = Response(body, status=status, mimetype=PROBLEM_JSON)
     response.headers.update(headers)
     response.headers["Cache-Control"] = "no-store"
     return response

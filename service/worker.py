@@ -16,8 +16,11 @@ it; this module is imported only by a serving process.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import resource
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +29,7 @@ import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from service.addresses import address_key
+from service.errors import PROBLEM_JSON, RequestTimeout, problem_body
 
 #: How long a request body may take to arrive, once its headers have.
 BODY_SECONDS = 10.0
@@ -57,11 +61,7 @@ class BoundedBody:
                 with gevent.Timeout(self._seconds):
                     body = _read(environ["wsgi.input"], wanted)
             except gevent.Timeout:
-                start_response(
-                    "408 Request Timeout",
-                    [("Content-Type", "text/plain"), ("Connection", "close")],
-                )
-                return [b"request body too slow\n"]
+                return _too_slow(environ, start_response)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -77,6 +77,28 @@ class BoundedBody:
         return int(length)
 
 
+def _too_slow(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """408 problem+json, and no more reading: the rest of this body never reaches anyone."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        # Shut for reading: gunicorn sends this answer, finds the body cut short, closes.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
+    request_id = secrets.token_hex(16)
+    refusal = RequestTimeout
+    body = problem_body(refusal.status, refusal.code, refusal.detail, request_id).encode()
+    start_response(
+        "408 Request Timeout",
+        [
+            ("Content-Type", PROBLEM_JSON),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Request-Id", request_id),
+        ],
+    )
+    return [body]
+
+
 def _read(stream: Any, wanted: int) -> bytes:
     chunks, received = [], 0
     while received < wanted:
@@ -89,7 +111,8 @@ def _read(stream: Any, wanted: int) -> bytes:
 
 
 class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn's gevent worker, with a cap on each client network's connections."""
+    """gunicorn's gevent worker, with a cap on each client network's connections, that
+    lets every connection take its turn."""
 
     def init_process(self) -> None:
         self._open: Counter[str] = Counter()
@@ -109,6 +132,14 @@ class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no typ
             self._open[key] -= 1
             if not self._open[key]:
                 del self._open[key]
+
+    def handle_request(self, *arguments: Any) -> Any:
+        try:
+            return super().handle_request(*arguments)
+        finally:
+            # A kept-alive client whose next request is already there would otherwise be
+            # served again and again without a switch: every other connection waits.
+            gevent.sleep(0)
 
 
 def _raise_open_files_limit() -> None:

@@ -153,11 +153,20 @@ def make_keys() -> Keys:
 
 @dataclass
 class JwksServer:
-    """A real JWKS endpoint on loopback that counts how often it is fetched."""
+    """A real JWKS endpoint on loopback that counts how often it is fetched.
+
+    ``behaviour`` makes it misbehave as providers do: ``"not_json"``, ``"error"`` (HTTP
+    500), or ``"trickle"`` (the whole answer a few bytes at a time, for ``trickle_seconds``).
+    ``documents`` holds other paths (a discovery document, say).
+    """
 
     document: dict[str, Any]
     fetches: int = 0
     url: str = ""
+    base_url: str = ""
+    behaviour: str = "ok"
+    trickle_seconds: float = 20.0
+    documents: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> None:
@@ -171,19 +180,44 @@ def serve_jwks(document: dict[str, Any]) -> Iterator[JwksServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # the name http.server dispatches to
-            state.count()
-            body = json.dumps(state.document).encode()
-            self.send_response(200)
+            found = state.documents.get(self.path.split("?")[0])
+            if found is None:
+                state.count()
+                found = state.document
+            if state.behaviour == "error":
+                self._answer(500, b"upstream broke")
+            elif state.behaviour == "not_json":
+                self._answer(200, b"<html>maintenance</html>")
+            elif state.behaviour == "trickle":
+                self._trickle(json.dumps(found).encode())
+            else:
+                self._answer(200, json.dumps(found).encode())
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        def _trickle(self, body: bytes) -> None:
+            answer = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            pause = state.trickle_seconds / len(answer)
+            stop = threading.Event()
+            for offset in range(0, len(answer), 4):
+                try:
+                    self.wfile.write(answer[offset : offset + 4])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                stop.wait(pause)  # the misbehaviour under test: a slow server
+
         def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    state.url = f"{state.base_url}/jwks.json"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -46,7 +46,7 @@ def _call_webhook(operation_id: str, summary: str, description: str) -> dict[str
                     "description": "TwiML.",
                     "content": {"application/xml": {"schema": {"type": "string"}}},
                 },
-                **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+                **{str(status): _problem_response(status) for status in (403, 408, 413, 500, 503)},
             },
         }
     }
@@ -102,7 +102,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     },
                     **{
                         str(status): _problem_response(status)
-                        for status in (400, 401, 403, 405, 413, 415, 429, 500, 503)
+                        for status in (400, 401, 403, 405, 408, 413, 415, 429, 500, 503)
                     },
                 },
             },
@@ -135,7 +135,10 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "204": {"description": "Paused."},
-                    **{str(status): _problem_response(status) for status in (403, 413, 500, 503)},
+                    **{
+                        str(status): _problem_response(status)
+                        for status in (403, 408, 413, 500, 503)
+                    },
                 },
             }
         },

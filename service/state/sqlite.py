@@ -1,8 +1,9 @@
 """Embedded state in one SQLite file: WAL journal, one connection per process.
 
 Commits survive a crash of the process (``kill -9``); budgets live in this process, so
-the server runs a single worker process. Checkpoints (which fsync) run in a native
-thread, so that they never stall the worker's greenlets.
+the server runs a single worker process. SQLite checkpoints its journal into the file
+every thousand pages, in the commit that fills them (a few milliseconds, a few times a
+second at full load): the journal stays within about 4 MB.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from gevent import monkey
 
 from service.errors import ConfigurationError, Unavailable
 from service.state.store import (
@@ -47,7 +46,8 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 """
 PRUNE_EVERY = 1000
-CHECKPOINT_SECONDS = 1.0
+#: After a checkpoint, the journal file is cut back to this size.
+JOURNAL_BYTES = 4 * 1024 * 1024
 _DAY = 86400.0
 
 
@@ -65,6 +65,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, retention: Retention) -> None:
         self.path = path
         self._retention = retention
+        self._lapse_seconds = retention.revocation_days * _DAY
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
@@ -102,9 +103,8 @@ class SqliteStore:
                 self.path, timeout=5, isolation_level=None, check_same_thread=False
             )
             opened.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash
-            opened.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+            opened.execute(f"PRAGMA journal_size_limit={JOURNAL_BYTES}")
             self._connection, self._pid = opened, os.getpid()
-            _start_native_thread(_checkpoint_forever, self.path)
         return self._connection
 
     def admit(self, admission: Admission) -> Outcome:
@@ -119,36 +119,37 @@ class SqliteStore:
         return Admitted()
 
     def _refusal(self, admission: Admission, now: float) -> Refused | None:
-        if admission.pauses:
-            marks = ",".join("?" * len(admission.pauses))
-            rows = self._execute(
-                f"SELECT name, reason FROM controls WHERE name IN ({marks})",  # noqa: S608  # only placeholders are formatted in
-                admission.pauses,
-            )
-            for scope in admission.pauses:
-                for name, reason in rows:
-                    if name == scope:
-                        return Refused("paused", str(reason), scope=scope)
-        if admission.revocations:
-            found = self._revoked(admission.revocations, now)
-            if found is not None:
-                subject, at = found
-                if admission.signed_in_at is None or admission.signed_in_at <= at:
-                    return Refused("revoked", subject)
+        pauses, revoked = self._controls_of(admission, now)
+        for scope in admission.pauses:
+            if scope in pauses:
+                return Refused("paused", pauses[scope], scope=scope)
+        if revoked is not None:
+            subject, at = revoked
+            if admission.signed_in_at is None or admission.signed_in_at <= at:
+                return Refused("revoked", subject)
         refusal = self._windows.refusal(admission.spends, admission.cost, now)
         if refusal is not None:
             index, retry_after = refusal
             return Refused("rate_limited", admission.spends[index].budget, retry_after=retry_after)
         return None
 
-    def _revoked(self, subjects: Sequence[str], now: float) -> tuple[str, float] | None:
-        marks = ",".join("?" * len(subjects))
+    def _controls_of(
+        self, admission: Admission, now: float
+    ) -> tuple[dict[str, str], tuple[str, float] | None]:
+        """The pauses and the latest revocation that concern ``admission``, in one query."""
+        if not admission.pauses and not admission.revocations:
+            return {}, None
+        pause_marks = ",".join("?" * len(admission.pauses)) or "NULL"
+        subject_marks = ",".join("?" * len(admission.revocations)) or "NULL"
         rows = self._execute(
-            f"SELECT subject, at FROM revocations WHERE subject IN ({marks}) AND at >= ?"  # noqa: S608  # only placeholders are formatted in
-            " ORDER BY at DESC LIMIT 1",
-            [*subjects, now - self._retention.revocation_days * _DAY],
+            f"SELECT 0, name, reason, 0 FROM controls WHERE name IN ({pause_marks})"  # noqa: S608  # only placeholders are formatted in
+            f" UNION ALL SELECT 1, subject, '', at FROM revocations"
+            f" WHERE subject IN ({subject_marks}) AND at >= ?",
+            [*admission.pauses, *admission.revocations, now - self._lapse_seconds],
         )
-        return (str(rows[0][0]), float(str(rows[0][1]))) if rows else None
+        pauses = {str(name): str(reason) for kind, name, reason, _ in rows if kind == 0}
+        revocations = [(str(name), float(str(at))) for kind, name, _, at in rows if kind == 1]
+        return pauses, max(revocations, key=lambda found: found[1], default=None)
 
     def pauses(self) -> dict[PauseScope, Pause]:
         found: dict[PauseScope, Pause] = {}
@@ -242,18 +243,3 @@ class SqliteStore:
                 "DELETE FROM revocations WHERE at < ?",
                 (now - self._retention.revocation_days * _DAY,),
             )
-
-
-def _start_native_thread(target: object, *arguments: object) -> None:
-    """A real OS thread, even where gevent has patched ``threading`` (a serving worker)."""
-    start = monkey.get_original("_thread", "start_new_thread")
-    start(target, arguments)
-
-
-def _checkpoint_forever(path: Path) -> None:
-    sleep = monkey.get_original("time", "sleep")
-    connection = sqlite3.connect(path, timeout=5, isolation_level=None)
-    while True:
-        sleep(CHECKPOINT_SECONDS)  # a background cadence, in its own thread
-        with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -109,13 +109,10 @@ def test_a_budget_of_n_admits_exactly_n_across_the_fleet(
     fleet: Fleet, keys: support.Keys, leaks: LeakWatch
 ) -> None:
     session = bearer(keys, leaks, sub="budgeted")
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        statuses = list(
-            pool.map(lambda n: fleet.ask(n, session, leaks).status_code, range(3 * BUDGET))
-        )
+    with ThreadPoolExecutor(max_workers=16) as pool:  # 100 at once over 3 x 2 workers
+        statuses = list(pool.map(lambda n: fleet.ask(n, session, leaks).status_code, range(100)))
     assert statuses.count(200) == BUDGET
-    assert statuses.count(429) == 2 * BUDGET
-    assert len(statuses) == 3 * BUDGET
+    assert statuses.count(429) == 100 - BUDGET
 
 
 def test_pause_and_revoke_reach_every_worker_within_a_second(

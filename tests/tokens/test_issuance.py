@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
+import statistics
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jwt
+import pytest
+import redis
+from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.state import Retention, open_store
+from service.state.redis import revocation_key
+from service.state.sqlite import sqlite_path
 from tests import support
 
 
@@ -119,3 +129,95 @@ def test_failed_authentications_slow_guesses_never_valid_callers(
     # but a credential that verifies is never turned away: many users share one NAT address
     assert post_from(caller_token(), "198.51.100.9", to=limited_client) == 200
     assert post_from(caller_token(sub="bob"), "198.51.100.9", to=limited_client) == 200
+
+
+def _revoke_many(backend: str, url: str, count: int) -> None:
+    """``count`` revocations of other identities, written straight into the store."""
+    now = time.time()
+    if backend == "redis":
+        client = redis.Redis.from_url(url)
+        pipeline = client.pipeline(transaction=False)
+        for number in range(count):
+            pipeline.set(revocation_key(f"identity:user{number}"), repr(now), ex=86400)
+        pipeline.execute()
+        return
+    store = open_store(url, retention=Retention())  # creates the schema
+    store.ping()
+    with sqlite3.connect(sqlite_path(url)) as connection:
+        connection.executemany(
+            "INSERT INTO revocations (subject, at) VALUES (?, ?)",
+            ((f"identity:user{number}", now) for number in range(count)),
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_hundred_thousand_revocations_cost_a_request_nothing(
+    request: pytest.FixtureRequest,
+    backend: str,
+    environ: dict[str, str],
+    tmp_path: Path,
+    make_client: Callable[..., FlaskClient],
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    if backend == "redis":
+        base = request.getfixturevalue("redis_url").rsplit("/", 1)[0]
+        plain_url, loaded_url = f"{base}/0", f"{base}/1"
+    else:
+        plain_url, loaded_url = (f"sqlite:///{tmp_path}/{name}.db" for name in ("plain", "loaded"))
+    _revoke_many(backend, loaded_url, 100_000)
+    plain = make_client({**environ, "BROKER_STATE_URL": plain_url})
+    loaded = make_client({**environ, "BROKER_STATE_URL": loaded_url})
+    bearer = caller_token()
+    durations: dict[str, list[float]] = {"plain": [], "loaded": []}
+    for _ in range(150):  # alternating, so that machine noise falls on both alike
+        for name, client in (("plain", plain), ("loaded", loaded)):
+            started = time.perf_counter()
+            assert post(support.VIDEO, bearer, to=client).status_code == 200
+            durations[name].append(time.perf_counter() - started)
+    plain_p50, loaded_p50 = (statistics.median(durations[n]) for n in ("plain", "loaded"))
+    assert loaded_p50 <= 1.5 * plain_p50, (plain_p50, loaded_p50)
+
+    cli(
+        "revoke", "--identity", "alice", env={**environ, "BROKER_STATE_URL": loaded_url}, check=True
+    )
+    revoked = time.monotonic()
+    refused = post(support.VIDEO, bearer, to=loaded)
+    assert refused.status_code == 403
+    assert time.monotonic() - revoked < 1.0  # obeyed at once: nothing cached to wait for
+
+
+def test_a_spent_fleet_budget_never_spends_a_victims_own(
+    make_client: Callable[..., FlaskClient],
+    clock: support.FakeClock,
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    policy = support.POLICY.replace(
+        'per_identity = "1000/minute;20000/day"', 'per_identity = "3/minute"\nglobal = "5/minute"'
+    )
+    client = make_client(policy=policy)
+    for number in range(5):  # others spend the fleet's budget
+        assert post(support.VIDEO, caller_token(sub=f"other{number}"), to=client).status_code == 200
+    victim = caller_token(sub="victim")
+    for _ in range(10):  # the victim retries all through the incident
+        assert post(support.VIDEO, victim, to=client).status_code == 429
+    clock.advance(60)  # the incident is over
+    statuses = [post(support.VIDEO, victim, to=client).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # the victim's own budget, whole
+
+
+def test_an_ipv6_network_is_one_budget_and_every_spelling_one_address(
+    limited_client: FlaskClient, caller_token: support.Token, post_from: Callable[..., int]
+) -> None:
+    # per_ip is 6 a minute (support.LIMITED_POLICY); every caller here is someone else.
+    def ask(address: str, number: int) -> int:
+        return post_from(caller_token(sub=f"user{address}{number}"), address, to=limited_client)
+
+    one_network = [ask(f"2001:db8:1:1::{n:x}", n) for n in range(10)]
+    assert one_network.count(200) == 6
+    other_network = [ask(f"2001:db8:1:2::{n:x}", n) for n in range(10)]
+    assert other_network.count(200) == 6
+    spellings = ["192.0.2.7", "::ffff:192.0.2.7"] * 5
+    assert [ask(address, n) for n, address in enumerate(spellings)].count(200) == 6

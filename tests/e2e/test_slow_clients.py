@@ -1,0 +1,172 @@
+"""Slow and idle connections cost memory, not the service: a client that trickles its
+headers or its body a byte a second, many times over, starves no one, and is dropped."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from service.server import HEADER_SECONDS
+from service.worker import BODY_SECONDS
+from tests import support
+from tests.conftest import LeakWatch
+
+ATTACKER = "127.0.0.2"  # another client on loopback than the callers below
+HEADER_TRICKLERS, BODY_TRICKLERS = 64, 32
+SLACK_SECONDS = 3.0
+
+
+@dataclass
+class Trickler:
+    """Connections that send one byte a second, and when the server closed each."""
+
+    port: int
+    opened: dict[socket.socket, float] = field(default_factory=dict)
+    closed: dict[socket.socket, tuple[float, bytes]] = field(default_factory=dict)
+    kinds: dict[socket.socket, str] = field(default_factory=dict)
+    answers: dict[socket.socket, bytes] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def open(self, kind: str, first: bytes) -> None:
+        connection = socket.socket()
+        connection.bind((ATTACKER, 0))
+        connection.connect(("127.0.0.1", self.port))
+        connection.sendall(first)
+        connection.setblocking(False)
+        self.opened[connection] = time.monotonic()
+        self.kinds[connection] = kind
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for connection in self.opened:
+            selector.register(connection, selectors.EVENT_READ)
+        next_byte = time.monotonic()
+        while not self.stop.is_set() and len(self.closed) < len(self.opened):
+            for key, _ in selector.select(timeout=0.1):
+                self._read(key.fileobj, selector)  # type: ignore[arg-type]  # our sockets
+            if time.monotonic() >= next_byte:
+                next_byte += 1.0
+                for connection in list(self.opened):
+                    if connection not in self.closed:
+                        self._send(connection, selector)
+
+    def _read(self, connection: socket.socket, selector: selectors.BaseSelector) -> None:
+        try:
+            data = connection.recv(4096)
+        except OSError:
+            data = b""
+        self.answers[connection] = self.answers.get(connection, b"") + data
+        if not data:
+            selector.unregister(connection)
+            self.closed[connection] = (time.monotonic(), self.answers[connection])
+
+    def _send(self, connection: socket.socket, selector: selectors.BaseSelector) -> None:
+        try:
+            connection.send(b"a")
+        except OSError:
+            selector.unregister(connection)
+            self.closed[connection] = (time.monotonic(), b"")
+
+    def close_all(self) -> None:
+        for connection in self.opened:
+            connection.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def broker(
+    request: pytest.FixtureRequest, environ: dict[str, str], tmp_path: Path
+) -> Iterator[support.BrokerProcess]:
+    if request.param == "sqlite":
+        server = support.start_broker(environ, tmp_path)  # the default: one worker
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        server = support.start_broker(
+            {**environ, "BROKER_STATE_URL": redis_url}, tmp_path, "--workers", "2"
+        )
+    yield server
+    support.stop_broker(server)
+
+
+def test_trickling_clients_starve_no_one_and_are_dropped(
+    broker: support.BrokerProcess, caller_token: support.Token, leaks: LeakWatch
+) -> None:
+    port = int(broker.url.rsplit(":", 1)[1])
+    trickler = Trickler(port)
+    for _ in range(HEADER_TRICKLERS):
+        trickler.open("headers", b"GET /healthz HTTP/1.1\r\nHost: broker\r\nX-Slow: ")
+    for _ in range(BODY_TRICKLERS):
+        trickler.open(
+            "body",
+            b"POST /v1/tokens HTTP/1.1\r\nHost: broker\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{",
+        )
+    thread = threading.Thread(target=trickler.run)
+    thread.start()
+    bearer = caller_token()
+    try:
+        deadline = time.monotonic() + BODY_SECONDS + SLACK_SECONDS
+        answered = 0
+        while time.monotonic() < deadline and len(trickler.closed) < len(trickler.opened):
+            for method, path in (("GET", "/healthz"), ("POST", "/v1/tokens")):
+                started = time.monotonic()
+                response = requests.request(  # a timeout (2 s) fails the test
+                    method,
+                    broker.url + path,
+                    json=support.VIDEO,
+                    headers={"Authorization": f"Bearer {bearer}"},
+                    timeout=2,
+                )
+                assert response.status_code == 200
+                assert time.monotonic() - started < 2
+                if "token" in response.text:
+                    leaks.issued.add(response.json()["token"])
+                answered += 1
+            trickler.stop.wait(0.25)  # pacing a caller's requests, not a wait for the server
+    finally:
+        trickler.stop.set()
+        thread.join()
+        trickler.close_all()
+    assert answered >= 10
+    for connection, opened in trickler.opened.items():
+        assert connection in trickler.closed, "the server never closed a trickling connection"
+        closed, answer = trickler.closed[connection]
+        if trickler.kinds[connection] == "headers":
+            assert closed - opened <= HEADER_SECONDS + SLACK_SECONDS
+        else:
+            assert closed - opened <= BODY_SECONDS + SLACK_SECONDS
+            assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_one_network_holds_at_most_its_share_of_a_worker(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    server = support.start_broker(environ, tmp_path, "--connections", "64")  # 8 a network
+    port = int(server.url.rsplit(":", 1)[1])
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            connection = socket.socket()
+            connection.bind((ATTACKER, 0))
+            connection.connect(("127.0.0.1", port))
+            connection.settimeout(HEADER_SECONDS + SLACK_SECONDS)
+            idle.append(connection)
+        started = time.monotonic()
+        turned_away = 0
+        for connection in idle[8:]:  # past the share: closed at once, not after the deadline
+            assert connection.recv(16) == b""
+            turned_away += 1
+        assert turned_away == 12
+        assert time.monotonic() - started < HEADER_SECONDS
+        assert requests.get(f"{server.url}/healthz", timeout=2).status_code == 200  # others
+    finally:
+        for connection in idle:
+            connection.close()
+        support.stop_broker(server)
