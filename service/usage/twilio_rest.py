@@ -3,7 +3,8 @@
 Only the ``token-broker keys``, ``usage`` and ``usage-trigger`` commands use it, with
 credentials given to those commands; the server never holds them. ``api_base_url``
 points the twilio client at another host (a local emulator in tests) and keeps the
-request paths as Twilio's.
+request paths as Twilio's. twilio's REST client is imported by those commands only:
+it weighs some 16 MB, which no serving process should carry.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twilio.base.exceptions import TwilioException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 from service.errors import TwilioApiError
 
@@ -37,21 +36,6 @@ class NewApiKey:
     secret: str = field(repr=False)
 
 
-class _ToBaseUrl(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
-    """Sends twilio's requests to ``base_url`` with Twilio's own paths."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(timeout=10)
-        self._base_url = base_url.rstrip("/")
-
-    def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
-        parts = urlsplit(url)
-        query = f"?{parts.query}" if parts.query else ""
-        return super().request(
-            method, f"{self._base_url}{parts.path}{query}", *arguments, **options
-        )
-
-
 @dataclass(frozen=True)
 class UsageRecord:
     category: str
@@ -62,7 +46,19 @@ class UsageRecord:
 
 
 def _account(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
-    http_client = _ToBaseUrl(api_base_url) if api_base_url else TwilioHttpClient(timeout=10)
+    from twilio.http.http_client import TwilioHttpClient  # heavy: see the module's note
+    from twilio.rest import Client
+
+    class ToBaseUrl(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
+        """Sends twilio's requests to ``base_url`` with Twilio's own paths."""
+
+        def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
+            parts = urlsplit(url)
+            query = f"?{parts.query}" if parts.query else ""
+            target = f"{str(api_base_url).rstrip('/')}{parts.path}{query}"
+            return super().request(method, target, *arguments, **options)
+
+    http_client = ToBaseUrl(timeout=10) if api_base_url else TwilioHttpClient(timeout=10)
     return Client(account_sid, auth_token, http_client=http_client).api.v2010.accounts(account_sid)
 
 
