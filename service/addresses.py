@@ -15,19 +15,25 @@ DEFAULT_IPV6_PREFIX = 64
 UNKNOWN = "unknown"
 
 
+def parse_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address however it is written (``[::1]``, ``::ffff:192.0.2.1``); None if not one."""
+    if not text:
+        return None
+    try:
+        parsed = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return parsed.ipv4_mapped or parsed.sixtofour or parsed
+    return parsed
+
+
 @lru_cache(maxsize=4096)
 def address_key(address: str | None, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
     """The budget key of a client address: ``192.0.2.1`` or ``2001:db8:1:2::/64``."""
-    if not address:
-        return UNKNOWN
-    try:
-        parsed = ipaddress.ip_address(address.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
+    parsed = parse_address(address)
+    if parsed is None:
         return UNKNOWN
     if isinstance(parsed, ipaddress.IPv6Address):
-        mapped = parsed.ipv4_mapped or parsed.sixtofour
-        if mapped is not None:
-            return str(mapped)
-        network = ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False)
-        return str(network)
+        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
     return str(parsed)

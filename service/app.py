@@ -8,7 +8,6 @@ import time
 from typing import TextIO
 
 from flask import Flask, Response, g, request
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.audit import AuditLog, Recorder
 from service.callers import Authenticator, IssuerVerifier
@@ -19,6 +18,7 @@ from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
 from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
+from service.http.proxies import TrustedProxies
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
 from service.state import open_store
 from service.tokens.issuance import TokenIssuance
@@ -27,7 +27,7 @@ from service.tokens.request import MAX_BODY_BYTES
 from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
 from service.usage.alerts import UsageAlerts
 from service.voice.calls import VoiceCalls
-from service.voice.twiml import SignatureChecker
+from service.voice.signatures import SignatureChecker, WebhookGuard
 
 
 def create_app(
@@ -49,8 +49,7 @@ def create_app(
     app = Flask("service")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if settings.trusted_proxies:
-        hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
 
     store = open_store(settings.state_url, retention=settings.retention)
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
@@ -67,6 +66,8 @@ def create_app(
         store=store,
         recorder=recorder,
         ipv6_prefix=settings.ipv6_prefix,
+        # As far as the identity provider's clock may be off from ours: its leeway.
+        revocation_margin=settings.oidc.leeway_seconds if settings.oidc else 30,
     )
     calls = VoiceCalls(
         dial_policy=policy.dial,
@@ -81,8 +82,12 @@ def create_app(
         issuance=issuance,
         metrics=metrics,
         calls=calls,
-        signatures=SignatureChecker(
-            [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
+        webhooks=WebhookGuard(
+            SignatureChecker(
+                [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
+            ),
+            store,
+            clock,
         ),
         usage_alerts=UsageAlerts(store=store, scope=policy.usage.alert_pauses, recorder=recorder),
     )

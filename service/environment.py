@@ -8,20 +8,25 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from service.settings import FAKE_API_KEY_SECRET
+from service.settings import FAKE_API_KEY_SECRET, PROFILE
 from service.variables import FAKE_SID_BODY
 
 
 def read_environment(environ: Mapping[str, str], dotenv_file: Path) -> dict[str, str]:
     """The process environment, over a ``.env`` file when the profile is ``dev``.
 
-    The process environment always wins; ``.env`` is a development convenience and is
-    ignored in production, where secrets come from the environment or ``NAME_FILE``.
+    ``BROKER_PROFILE`` comes from the process environment only: a ``.env`` copied onto a
+    server never turns on the development issuer nor drops the HTTPS requirement. The
+    process environment always wins; ``.env`` is a development convenience and is ignored
+    in production, where secrets come from the environment or ``NAME_FILE``.
     """
-    file_values = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
-    profile = environ.get("BROKER_PROFILE", file_values.get("BROKER_PROFILE", "production"))
-    if profile != "dev":
+    if environ.get(PROFILE.name, PROFILE.default) != "dev":
         return dict(environ)
+    file_values = {
+        name: value
+        for name, value in dotenv_values(dotenv_file).items()
+        if value is not None and name != PROFILE.name
+    }
     return {**file_values, **environ}
 
 

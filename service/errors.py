@@ -140,6 +140,13 @@ class InvalidSignature(Forbidden):
     detail = "The request is not signed by Twilio for this URL."
 
 
+class Replayed(Forbidden):
+    """Raised for a signed webhook request that was acted on before."""
+
+    code = "replayed"
+    detail = "This signed request was seen before; it is acted on once."
+
+
 class Revoked(Forbidden):
     """Raised when the caller's session was issued before a revocation of it."""
 

@@ -81,7 +81,7 @@ def run(
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
-            # X-Forwarded-* is honoured only through BROKER_TRUSTED_PROXIES (ProxyFix).
+            # X-Forwarded-* is honoured only from BROKER_TRUSTED_PROXIES (http.proxies).
             "forwarded_allow_ips": "",
             "graceful_timeout": GRACEFUL_SECONDS,
             # Room for an oversized bearer token to reach the app and get its 401 problem+json.

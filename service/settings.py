@@ -86,7 +86,9 @@ AUDIT_MAX_RECORDS = Variable(
 )
 REVOCATION_DAYS = Variable("BROKER_REVOCATION_DAYS", parse.whole_number(1, 3650), 90)
 IPV6_PREFIX = Variable("BROKER_IPV6_PREFIX", parse.whole_number(32, 128), 64)
-TRUSTED_PROXIES = Variable("BROKER_TRUSTED_PROXIES", parse.whole_number(0, 10), 0)
+TRUSTED_PROXIES: Variable[tuple[parse.Network, ...]] = Variable(
+    "BROKER_TRUSTED_PROXIES", parse.networks, ()
+)
 CORS_ORIGINS: Variable[tuple[str, ...]] = Variable("BROKER_CORS_ORIGINS", parse.origins, ())
 METRICS_TOKEN = Variable("BROKER_METRICS_TOKEN", _optional(parse.secret()), None, secret=True)
 PUBLIC_URL = Variable("BROKER_PUBLIC_URL", _optional(parse.http_url), None)
@@ -161,7 +163,8 @@ class Settings:
     policy_file: Path
     client_keys_file: Path | None
     state_url: str
-    trusted_proxies: int
+    #: the proxies whose X-Forwarded-For/-Proto are believed, when they are the peer
+    trusted_proxies: tuple[parse.Network, ...]
     cors_origins: tuple[str, ...]
     metrics_token: str | None = field(repr=False)
     public_url: str | None
@@ -331,6 +334,11 @@ def _profile_problems(settings: Settings, read: VariableReader) -> list[str]:
         )
     elif settings.oidc.issuer == DEV_ISSUER:
         problems.append("OIDC_ISSUER names the development issuer, which production refuses")
+    if (settings.auth_token or settings.auth_token_secondary) and not settings.public_url:
+        problems.append(
+            "BROKER_PUBLIC_URL is required with TWILIO_AUTH_TOKEN in production: webhook "
+            "signatures are checked against the URL Twilio calls, never a request's Host"
+        )
     return problems
 
 

@@ -160,6 +160,27 @@ def algorithms(value: str) -> tuple[str, ...]:
     return found
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(value: str) -> tuple[Network, ...]:
+    """Addresses or CIDRs, comma separated: ``10.0.0.0/8,127.0.0.1``."""
+    if value.isdigit():
+        raise ValueError(
+            f"takes the addresses or networks of your proxies now, such as "
+            f"10.0.0.0/8,127.0.0.1, not a number of hops ({value})"
+        )
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            found.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f": {item!r} is not an address or a network such as 10.0.0.0/8"
+            ) from None
+    return tuple(found)
+
+
 def bind_address(value: str) -> str:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
     host, separator, port = value.rpartition(":")

@@ -333,6 +333,8 @@ def base_environ(jwks_url: str, policy_file: str) -> dict[str, str]:
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_JWKS_URL": jwks_url,
         "BROKER_POLICY_FILE": policy_file,
+        # What Twilio calls: the test client's own URL (webhook signatures are over it).
+        "BROKER_PUBLIC_URL": "http://localhost",
     }
 
 

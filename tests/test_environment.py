@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.configuration import load_configuration
+from tests import support
 
 
 def test_dotenv_is_read_only_in_development(environ: dict[str, str], tmp_path: Path) -> None:
@@ -30,3 +31,20 @@ def test_first_run_uses_clearly_fake_credentials(policy_file: Path, tmp_path: Pa
     assert configuration.settings.uses_fake_credentials
     assert configuration.settings.dev_issuer_enabled
     assert configuration.settings.oidc is None
+
+
+def test_a_dotenv_never_selects_the_development_profile(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("BROKER_PROFILE=dev\nTWILIO_REGION=ie1\n")
+    production = {name: value for name, value in environ.items() if name != "BROKER_PROFILE"}
+    configuration = load_configuration(production, dotenv_file=dotenv)
+    assert configuration.settings.profile == "production"
+    assert not configuration.settings.dev_issuer_enabled
+    assert configuration.settings.region is None  # nor is the rest of .env read
+
+
+def test_the_shipped_example_selects_no_profile() -> None:
+    example = (support.ROOT / ".env.example").read_text()
+    assert "\nBROKER_PROFILE=" not in example

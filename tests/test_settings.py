@@ -176,3 +176,10 @@ def test_secrets_have_no_defaults_and_never_show() -> None:
             assert not variable.default, variable.name
     names = [variable.name for variable in VARIABLES]
     assert len(names) == len(set(names))
+
+
+def test_production_webhooks_need_the_public_url(environ: dict[str, str]) -> None:
+    without = {name: value for name, value in environ.items() if name != "BROKER_PUBLIC_URL"}
+    assert "BROKER_PUBLIC_URL is required with TWILIO_AUTH_TOKEN" in "\n".join(problems_of(without))
+    no_webhooks = {name: value for name, value in without.items() if name != "TWILIO_AUTH_TOKEN"}
+    Settings.from_env(no_webhooks)  # no Auth Token: no webhooks, no URL needed

@@ -40,16 +40,45 @@ class Caller:
     claims: Mapping[str, Any]
     kind: CallerKind
     issuer: str
-    #: when the caller's session credential was issued (``iat``): revocations compare it
+    #: when the caller's credential was issued (``iat``)
     issued_at: int
     expires_at: int
     credential_fingerprint: str
-    #: the app (OAuth client) the session belongs to: ``azp`` or ``client_id``, if any
+    #: the app (OAuth client) the session belongs to (``azp``, ``client_id``), or the
+    #: client key's name
     client: str | None = None
+    #: when the session signed in (``auth_time``, else ``iat``): a revocation refuses every
+    #: session that signed in at or before it, its refreshed access tokens too. None for a
+    #: client key, which never signs in: any revocation of its identity refuses it.
+    signed_in_at: int | None = None
 
     def acting_as(self, identity: str) -> Caller:
         """This client caller, acting for ``identity`` (policy still decides if it may)."""
         return replace(self, identity=Identity(identity))
+
+    @property
+    def client_subject(self) -> str | None:
+        """The caller's app, in its own namespace: ``app:ID`` (an OAuth client of the
+        identity provider) or ``key:NAME`` (a client key); never the one for the other."""
+        if self.client is None:
+            return None
+        return f"key:{self.client}" if self.kind == "client" else f"app:{self.client}"
+
+    @property
+    def revocation_subjects(self) -> tuple[str, ...]:
+        """What a revocation of this caller may name: its identity, and its app."""
+        identity = f"identity:{self.identity}"
+        if self.kind == "app_user" and self.client is not None:
+            return identity, f"app:{self.client}"
+        return (identity,)
+
+
+def _sign_in(claims: Mapping[str, Any], issued_at: int) -> int:
+    """``auth_time`` when the provider says when the user signed in, else ``iat``."""
+    auth_time = claims.get("auth_time")
+    if isinstance(auth_time, int | float) and not isinstance(auth_time, bool):
+        return int(auth_time)
+    return issued_at
 
 
 def credential_fingerprint(credential: str) -> str:
@@ -128,6 +157,7 @@ class Authenticator:
             expires_at=verified.expires_at,
             credential_fingerprint=digest[:16],
             client=client if isinstance(client, str) and client else None,
+            signed_in_at=_sign_in(verified.claims, verified.issued_at),
         )
         with self._lock:
             self._cache[digest] = caller

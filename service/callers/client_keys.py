@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from service.errors import AuthenticationFailed, ConfigurationError, Unavailable
+from service.files import private_folder
 
 PREFIX = "tbk_"
 _KEY = re.compile(r"tbk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -127,7 +128,7 @@ class ClientKeyFile:
         self._keys, self._signature = keys, signature
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         document = {"keys": [asdict(key) for key in self._keys.values()]}
         temporary = self.path.with_name(self.path.name + ".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

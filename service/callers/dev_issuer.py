@@ -20,6 +20,7 @@ from jwt.algorithms import ECAlgorithm
 
 from service.callers.verifier import IssuerVerifier
 from service.errors import ConfigurationError
+from service.files import private_folder
 from service.settings import DEV_AUDIENCE, DEV_ISSUER
 
 KEY_FILE_NAME = "issuer-key.pem"
@@ -45,7 +46,7 @@ class DevIssuer:
         try:
             pem = path.read_bytes()
         except FileNotFoundError:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_folder(directory)
             key = ec.generate_private_key(ec.SECP256R1())
             pem = key.private_bytes(
                 serialization.Encoding.PEM,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Literal, NoReturn, TypeVar, overload
 
 import click
+from click.core import ParameterSource
 
 from service.configuration import Configuration, load_configuration
 from service.errors import ConfigurationError, TwilioApiError, Unavailable
@@ -52,10 +53,12 @@ def load(*, strict: bool = True) -> Configuration | None:
         return None
 
 
-def store_for(settings: Settings) -> StateStore:
-    """The state store the server uses, answering; else exit with why."""
+def store_for(settings: Settings, *, create: bool = False) -> StateStore:
+    """The state store the server uses, answering; else exit with why. Only the server
+    (``create``) makes a new one: a command run elsewhere must not act on a store of its
+    own while the server goes on with another."""
     try:
-        store = open_store(settings.state_url, retention=settings.retention)
+        store = open_store(settings.state_url, retention=settings.retention, create=create)
         store.ping()
     except ConfigurationError as error:
         fail(error.problems)
@@ -80,16 +83,31 @@ def twilio_call(action: Callable[[], T]) -> T:
         fail([f"Twilio's REST API: {error}"], exit_code=EXIT_UNREACHABLE)
 
 
+def _not_from_arguments(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    if context.get_parameter_source(parameter.name or "") == ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "give the Auth Token in TWILIO_ADMIN_AUTH_TOKEN or at the prompt, never as an "
+            "argument: every user of the machine can read those"
+        )
+    return value
+
+
 def admin_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Credentials for Twilio's REST API, given to this command only (never the server)."""
+    """Credentials for Twilio's REST API, given to this command only (never the server).
+
+    The Auth Token comes from ``TWILIO_ADMIN_AUTH_TOKEN``, or is asked for without echo:
+    never an argument, which every user of the machine can read in the process list.
+    """
     command = click.option(
         "--api-base-url", envvar="TWILIO_API_BASE_URL", hidden=True, help="A local emulator."
     )(command)
     command = click.option(
         "--auth-token",
         envvar="TWILIO_ADMIN_AUTH_TOKEN",
-        required=True,
-        help="The account's Auth Token (or TWILIO_ADMIN_AUTH_TOKEN); never stored.",
+        prompt="The account's Auth Token",
+        hide_input=True,
+        hidden=True,
+        callback=_not_from_arguments,
     )(command)
     return click.option(
         "--account-sid",

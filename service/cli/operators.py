@@ -65,7 +65,7 @@ def _operator(
 def _subject(identity: str | None, client: str | None) -> str:
     if (identity is None) == (client is None):
         raise click.UsageError("name exactly one of --identity or --client")
-    return f"identity:{identity}" if identity is not None else f"client:{client}"
+    return f"identity:{identity}" if identity is not None else f"app:{client}"
 
 
 @click.command("pause")
@@ -90,9 +90,13 @@ def resume() -> None:
 
 @click.command("revoke")
 @click.option("--identity", help="A Twilio identity (the verified claim of a caller).")
-@click.option("--client", help="An app: the azp/client_id of its callers' tokens.")
+@click.option(
+    "--client",
+    help="An app: the OAuth client (azp/client_id) of its users' tokens. Client keys are "
+    "revoked with `token-broker client-key revoke`.",
+)
 def revoke(identity: str | None, client: str | None) -> None:
-    """Refuse new tokens to sessions issued before now (403 revoked)."""
+    """Refuse tokens and calls to every session signed in before now (403 revoked)."""
     subject = _subject(identity, client)
     store = store_for(load().settings)
     now = system_clock()
@@ -141,13 +145,25 @@ def audit(
 
 
 def _audit_line(record: dict[str, Any]) -> str:
+    """One record as text, each value escaped: a stored value never forges a line, nor
+    reaches the operator's terminal as a control sequence."""
     parts = [record.get("at", "?"), record.get("decision", "?")]
     for name in AUDIT_FIELDS:
         if name in record:
             parts.append(f"{name}={record[name]}")
     if record.get("grants"):
-        parts.append("grants=" + ",".join(record["grants"]))
-    return " ".join(str(part) for part in parts)
+        parts.append("grants=" + ",".join(map(str, record["grants"])))
+    return " ".join(escaped(str(part)) for part in parts)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every control or invisible character written as an escape (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        character if character.isprintable() else character.encode("unicode_escape").decode()
+        for character in text
+    )
 
 
 def _duration(text: str) -> timedelta:

@@ -74,7 +74,7 @@ def serve(
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together")
     configuration = load()
-    store = store_for(configuration.settings)
+    store = store_for(configuration.settings, create=True)
     if store.in_process_limits and workers > 1:
         fail(
             [
@@ -145,9 +145,9 @@ def _dev_banner(configuration: Configuration, bind: str) -> str:
         "",
         f"  {curl}",
         "",
-        "Check the token it returns (signature, expiry, what Twilio would say):",
+        "Check the token it returns (signature, expiry, what Twilio would say): paste it into",
         "",
-        f"  BROKER_PROFILE=dev {shlex.quote(broker)} inspect TOKEN",
+        f"  BROKER_PROFILE=dev {shlex.quote(broker)} inspect",
         "",
     ]
     return "\n".join(lines)
@@ -184,12 +184,13 @@ def dev_session(name: str, claims: tuple[str, ...]) -> None:
 
 
 @click.command("inspect")
-@click.argument("token")
+@click.argument("token", default="-")
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
 def inspect(token: str, as_json: bool) -> None:
     """Decode a Twilio Access Token, verify it, and explain what Twilio would refuse.
 
-    Pass - to read the token from standard input. Exits 1 when the token is not valid.
+    The token is read from standard input (or -), so that it never shows in the process
+    list; TOKEN as an argument works too. Exits 1 when the token is not valid.
     """
     if token == "-":
         token = sys.stdin.read().strip()

@@ -11,7 +11,7 @@ from service.settings import Settings
 from service.tokens.issuance import TokenIssuance
 from service.usage.alerts import UsageAlerts
 from service.voice.calls import VoiceCalls
-from service.voice.twiml import SignatureChecker
+from service.voice.signatures import WebhookGuard
 
 EXTENSION_KEY = "token_broker"
 
@@ -24,7 +24,7 @@ class Broker:
     issuance: TokenIssuance
     metrics: Metrics
     calls: VoiceCalls
-    signatures: SignatureChecker
+    webhooks: WebhookGuard
     usage_alerts: UsageAlerts
 
 

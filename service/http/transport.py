@@ -1,8 +1,8 @@
 """How may a network or a browser reach us? HTTPS for tokens, CORS, security headers.
 
-- Production issues tokens only over HTTPS: TLS at gunicorn, or a trusted proxy that
-  says so (``X-Forwarded-Proto`` within ``BROKER_TRUSTED_PROXIES`` hops), or a caller on
-  loopback (a proxy or sidecar on the same host).
+- Production issues tokens only over HTTPS: TLS at gunicorn, or one of our proxies that
+  says so (``X-Forwarded-Proto`` from a peer in ``BROKER_TRUSTED_PROXIES``), or a caller
+  on loopback (a proxy or sidecar on the same host).
 - CORS only for the exact origins in ``BROKER_CORS_ORIGINS``: the origin is echoed with
   ``Vary: Origin``; a preflight may ask for ``POST`` with ``Authorization`` and
   ``Content-Type`` only. Any other origin, or ``null``, gets no CORS header at all.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Request, Response, current_app, g, request
 
-from service.errors import InvalidSignature
 from service.http import Broker, broker
 from service.settings import Settings
 from service.voice.calls import CallRequest
@@ -13,7 +12,8 @@ blueprint = Blueprint("webhooks", __name__)
 
 
 def signed_url(settings: Settings, incoming: Request) -> str:
-    """The URL Twilio signed: ``BROKER_PUBLIC_URL`` plus the path, behind a proxy."""
+    """The URL Twilio signed: ``BROKER_PUBLIC_URL`` and the path (required in production);
+    the request's own URL only in development."""
     if not settings.public_url:
         return incoming.url
     query = incoming.query_string.decode("latin-1")
@@ -21,9 +21,13 @@ def signed_url(settings: Settings, incoming: Request) -> str:
 
 
 def _require_signature(found: Broker) -> None:
-    url = signed_url(found.settings, request)
-    if not found.signatures.valid(url, request.form, request.headers.get("X-Twilio-Signature")):
-        raise InvalidSignature("missing or wrong X-Twilio-Signature")
+    """Twilio's, for the URL Twilio called, and the first time: or refused (403)."""
+    found.webhooks.admit(
+        signed_url(found.settings, request),
+        request.form,
+        request.headers.get("X-Twilio-Signature"),
+        request.headers.get("I-Twilio-Idempotency-Token"),
+    )
 
 
 @blueprint.post("/v1/twilio/voice")

@@ -41,12 +41,16 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, retention: Retention) -> StateStore:
-    """The backend for ``url``: ``sqlite:///relative``, ``sqlite:////absolute`` or Redis."""
+def open_store(url: str, *, retention: Retention, create: bool = True) -> StateStore:
+    """The backend for ``url``: ``sqlite:///relative``, ``sqlite:////absolute`` or Redis.
+
+    Without ``create``, a SQLite file that does not exist is an error (operator commands
+    run elsewhere than the server must not make a store of their own).
+    """
     if url.startswith("sqlite:"):
         from service.state.sqlite import SqliteStore
 
-        return SqliteStore.from_url(url, retention=retention)
+        return SqliteStore.from_url(url, retention=retention, create=create)
     if url.startswith(("redis", "rediss")):
         from service.state.redis import RedisStore
 

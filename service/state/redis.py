@@ -44,16 +44,26 @@ _SCOPES: tuple[PauseScope, ...] = ("all", "voice_outgoing")
 _FIELD_SEPARATOR = "\x1f"
 _DAY = 86400
 
-# KEYS: pause flags, revocations, budget windows, then the audit stream if ARGV names a
-# record. ARGV: now, #pauses, #revocations, signed-in time ("" for none), #windows,
-# cost, (amount, seconds) per window, record ("" for none), stream MINID, stream MAXLEN.
+# KEYS: pause flags, revocations, budget windows, then (when ARGV says so) the subject
+# whose latest sign-in to take, the subject whose sign-in to remember, the audit stream.
+# ARGV: now, #pauses, #revocations, signed-in time ("" for none), #windows, cost,
+# (amount, seconds) per window, then take-sign-in (0/1), remember-sign-in (0/1), how
+# long a sign-in is remembered, record ("" for none), stream MINID, stream MAXLEN.
 # Returns {0} admitted; {1, index, reason} paused; {2, index} revoked;
 # {3, index, seconds until room} rate limited (index of the refusing window).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local pauses, revocations = tonumber(ARGV[2]), tonumber(ARGV[3])
 local signed_in, windows, cost = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local key = 1
+local after = 7 + 2 * windows
+local take_sign_in, remember_sign_in = ARGV[after] == '1', ARGV[after + 1] == '1'
+local key = 1 + pauses + revocations + windows
+local sign_in_key, remember_key, stream_key
+if take_sign_in then sign_in_key = KEYS[key]; key = key + 1 end
+if remember_sign_in then remember_key = KEYS[key]; key = key + 1 end
+stream_key = KEYS[key]
+if sign_in_key then signed_in = redis.call('GET', sign_in_key) or '' end
+key = 1
 for i = 1, pauses do
   local reason = redis.call('HGET', KEYS[key], 'reason')
   if reason then return {1, i, reason} end
@@ -82,10 +92,16 @@ for i = 1, windows do
   redis.call('EXPIRE', KEYS[key], seconds)
   key = key + 1
 end
-local record = ARGV[7 + 2 * windows]
+if remember_key then
+  local known = redis.call('GET', remember_key)
+  if not known or tonumber(known) < tonumber(signed_in) then
+    redis.call('SET', remember_key, signed_in, 'EX', ARGV[after + 2])
+  end
+end
+local record = ARGV[after + 3]
 if record ~= '' then
-  redis.call('XADD', KEYS[key], 'MINID', '~', ARGV[8 + 2 * windows], '*', 'record', record)
-  redis.call('XTRIM', KEYS[key], 'MAXLEN', '~', ARGV[9 + 2 * windows])
+  redis.call('XADD', stream_key, 'MINID', '~', ARGV[after + 4], '*', 'record', record)
+  redis.call('XTRIM', stream_key, 'MAXLEN', '~', ARGV[after + 5])
 end
 return {0}
 """
@@ -122,6 +138,19 @@ return 0
 """
 
 
+# KEYS: what a request is known by. ARGV: how long to remember them. Returns 0 when any
+# was remembered already (a replay), else remembers them all and returns 1.
+_FIRST_TIME = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return 0 end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'EX', ARGV[1])
+end
+return 1
+"""
+
+
 def _tag(owner: str) -> str:
     return PREFIX + "{" + owner + "}:"
 
@@ -132,6 +161,10 @@ def pause_key(scope: PauseScope) -> str:
 
 def revocation_key(subject: str) -> str:
     return _tag(subject) + "revoked"
+
+
+def sign_in_key(subject: str) -> str:
+    return _tag(subject) + "signed-in"
 
 
 def window_key(owner: str, budget: str, amount: int, seconds: int) -> str:
@@ -146,6 +179,7 @@ class RedisStore:
         self._retention = retention
         self._admit = client.register_script(_ADMIT)
         self._count_refusals = client.register_script(_COUNT_REFUSALS)
+        self._first_time = client.register_script(_FIRST_TIME)
 
     def __repr__(self) -> str:
         return "RedisStore()"
@@ -174,6 +208,10 @@ class RedisStore:
         keys += [revocation_key(subject) for subject in admission.revocations]
         windows = [(spend, window) for spend in admission.spends for window in spend.windows]
         keys += [window_key(s.key, s.budget, w.amount, w.seconds) for s, w in windows]
+        remember = admission.remember_sign_in if admission.signed_in_at is not None else None
+        for subject in (admission.sign_in_of, remember):
+            if subject is not None:
+                keys.append(sign_in_key(subject))
         record = admission.record or ""
         if record:
             keys.append(AUDIT_KEY)
@@ -186,6 +224,9 @@ class RedisStore:
             len(windows),
             admission.cost,
             *[value for _, window in windows for value in (window.amount, window.seconds)],
+            int(admission.sign_in_of is not None),
+            int(remember is not None),
+            self._retention.revocation_days * _DAY,
             record,
             self._oldest_record_id(now),
             self._retention.audit_max_records,
@@ -274,6 +315,13 @@ class RedisStore:
                 address, decision, code = field.decode().split(_FIELD_SEPARATOR)
                 found.append((minute, refusal_line(minute, address, decision, code, int(count))))
         return found
+
+    def first_time(self, keys: Sequence[str], at: datetime, seconds: int) -> bool:
+        tagged = [_tag("seen") + key for key in keys]
+        try:
+            return bool(self._first_time(keys=tagged, args=[seconds]))
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
 
     def ping(self) -> None:
         self._call("ping")

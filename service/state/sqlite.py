@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.errors import ConfigurationError, Unavailable
+from service.files import private_file
 from service.state.store import (
     Admission,
     Admitted,
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS controls (
 CREATE TABLE IF NOT EXISTS revocations (subject TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sign_ins (subject TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (
     minute INTEGER NOT NULL, address TEXT NOT NULL, decision TEXT NOT NULL,
     code TEXT NOT NULL, count INTEGER NOT NULL,
@@ -62,7 +65,8 @@ def sqlite_path(url: str) -> Path:
 class SqliteStore:
     in_process_limits = True
 
-    def __init__(self, path: Path, *, retention: Retention) -> None:
+    def __init__(self, path: Path, *, retention: Retention, create: bool = True) -> None:
+        """Open the store at ``path``; only ``create`` (the server) makes a new file, owner-only."""
         self.path = path
         self._retention = retention
         self._lapse_seconds = retention.revocation_days * _DAY
@@ -71,8 +75,15 @@ class SqliteStore:
         self._pid = 0
         self._writes = 0
         self._windows = LocalWindows()
+        if not create and not path.exists():
+            raise ConfigurationError(
+                [
+                    f"no state file at {path.resolve()}: run this where the server runs, "
+                    "with its BROKER_STATE_URL (a command never creates one)"
+                ]
+            )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             with contextlib.closing(sqlite3.connect(path)) as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.executescript(_SCHEMA)
@@ -86,8 +97,8 @@ class SqliteStore:
         return f"SqliteStore({str(self.path)!r})"
 
     @classmethod
-    def from_url(cls, url: str, *, retention: Retention) -> SqliteStore:
-        return cls(sqlite_path(url), retention=retention)
+    def from_url(cls, url: str, *, retention: Retention, create: bool = True) -> SqliteStore:
+        return cls(sqlite_path(url), retention=retention, create=create)
 
     def _execute(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[object, ...]]:
         try:
@@ -116,16 +127,23 @@ class SqliteStore:
             if admission.record is not None:
                 self.append_audit(admission.at, admission.record)  # before any budget is spent
             self._windows.spend(admission.spends, admission.cost, now)
+            if admission.remember_sign_in is not None and admission.signed_in_at is not None:
+                self._execute(
+                    "INSERT INTO sign_ins (subject, at) VALUES (?, ?) ON CONFLICT (subject)"
+                    " DO UPDATE SET at = max(at, excluded.at)",
+                    (admission.remember_sign_in, admission.signed_in_at),
+                )
         return Admitted()
 
     def _refusal(self, admission: Admission, now: float) -> Refused | None:
-        pauses, revoked = self._controls_of(admission, now)
+        pauses, revoked, remembered = self._controls_of(admission, now)
         for scope in admission.pauses:
             if scope in pauses:
                 return Refused("paused", pauses[scope], scope=scope)
+        signed_in = remembered if admission.sign_in_of is not None else admission.signed_in_at
         if revoked is not None:
             subject, at = revoked
-            if admission.signed_in_at is None or admission.signed_in_at <= at:
+            if signed_in is None or signed_in <= at:
                 return Refused("revoked", subject)
         refusal = self._windows.refusal(admission.spends, admission.cost, now)
         if refusal is not None:
@@ -135,21 +153,30 @@ class SqliteStore:
 
     def _controls_of(
         self, admission: Admission, now: float
-    ) -> tuple[dict[str, str], tuple[str, float] | None]:
-        """The pauses and the latest revocation that concern ``admission``, in one query."""
+    ) -> tuple[dict[str, str], tuple[str, float] | None, float | None]:
+        """The pauses, the latest revocation and the remembered sign-in that concern
+        ``admission``, in one query."""
         if not admission.pauses and not admission.revocations:
-            return {}, None
+            return {}, None, None
         pause_marks = ",".join("?" * len(admission.pauses)) or "NULL"
         subject_marks = ",".join("?" * len(admission.revocations)) or "NULL"
         rows = self._execute(
             f"SELECT 0, name, reason, 0 FROM controls WHERE name IN ({pause_marks})"  # noqa: S608  # only placeholders are formatted in
             f" UNION ALL SELECT 1, subject, '', at FROM revocations"
-            f" WHERE subject IN ({subject_marks}) AND at >= ?",
-            [*admission.pauses, *admission.revocations, now - self._lapse_seconds],
+            f" WHERE subject IN ({subject_marks}) AND at >= ?"
+            " UNION ALL SELECT 2, subject, '', at FROM sign_ins WHERE subject = ?",
+            [
+                *admission.pauses,
+                *admission.revocations,
+                now - self._lapse_seconds,
+                admission.sign_in_of,
+            ],
         )
         pauses = {str(name): str(reason) for kind, name, reason, _ in rows if kind == 0}
         revocations = [(str(name), float(str(at))) for kind, name, _, at in rows if kind == 1]
-        return pauses, max(revocations, key=lambda found: found[1], default=None)
+        signed_in = [float(str(at)) for kind, _, _, at in rows if kind == 2]
+        latest = max(revocations, key=lambda found: found[1], default=None)
+        return pauses, latest, (signed_in[0] if signed_in else None)
 
     def pauses(self) -> dict[PauseScope, Pause]:
         found: dict[PauseScope, Pause] = {}
@@ -213,6 +240,22 @@ class SqliteStore:
         ]
         return newest(records + aggregates, limit)
 
+    def first_time(self, keys: Sequence[str], at: datetime, seconds: int) -> bool:
+        now = at.timestamp()
+        marks = ",".join("?" * len(keys))
+        with self._lock:
+            found = self._execute(
+                f"SELECT 1 FROM seen WHERE key IN ({marks}) AND until > ?",  # noqa: S608  # only placeholders are formatted in
+                [*keys, now],
+            )
+            if found:
+                return False
+            for key in keys:
+                self._execute(
+                    "INSERT OR REPLACE INTO seen (key, until) VALUES (?, ?)", (key, now + seconds)
+                )
+        return True
+
     def ping(self) -> None:
         self._execute("SELECT 1")
 
@@ -241,5 +284,10 @@ class SqliteStore:
             )
             self._execute(
                 "DELETE FROM revocations WHERE at < ?",
+                (now - self._retention.revocation_days * _DAY,),
+            )
+            self._execute("DELETE FROM seen WHERE until < ?", (now,))
+            self._execute(
+                "DELETE FROM sign_ins WHERE at < ?",
                 (now - self._retention.revocation_days * _DAY,),
             )

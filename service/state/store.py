@@ -64,6 +64,10 @@ class Admission:
     #: the caller's sign-in (epoch seconds): revoked only if at or before a revocation;
     #: None: any revocation refuses
     signed_in_at: float | None = None
+    #: remember ``signed_in_at`` as the latest sign-in of this subject (a Voice token's)
+    remember_sign_in: str | None = None
+    #: take this subject's latest remembered sign-in as ``signed_in_at`` (a call's)
+    sign_in_of: str | None = None
     spends: tuple[Spend, ...] = ()
     cost: int = 1
     #: the audit line to store with the admission, when the store holds the trail
@@ -115,6 +119,10 @@ class StateStore(Protocol):
 
     def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         """The newest ``limit`` records since ``since``, oldest first, aggregates included."""
+        ...
+
+    def first_time(self, keys: Sequence[str], at: datetime, seconds: int) -> bool:
+        """Remember ``keys`` for ``seconds``; False if any was remembered already (a replay)."""
         ...
 
     def ping(self) -> None: ...

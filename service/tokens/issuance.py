@@ -34,6 +34,8 @@ from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
 
+#: A sign-in this close after a revocation is taken to be before it (the provider's clock).
+REVOCATION_MARGIN_SECONDS = 30
 _DENIALS: Mapping[DenialCode, type[RequestRefused]] = {
     "grant_not_allowed": GrantNotAllowed,
     "room_not_allowed": RoomNotAllowed,
@@ -61,6 +63,7 @@ class TokenIssuance:
         store: StateStore,
         recorder: Recorder,
         ipv6_prefix: int = 64,
+        revocation_margin: int = REVOCATION_MARGIN_SECONDS,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
@@ -70,6 +73,7 @@ class TokenIssuance:
         self._store = store
         self._recorder = recorder
         self._ipv6_prefix = ipv6_prefix
+        self._revocation_margin = revocation_margin
 
     def __repr__(self) -> str:
         return "TokenIssuance()"
@@ -115,19 +119,22 @@ class TokenIssuance:
     ) -> Admission:
         outgoing = plan.voice is not None and plan.voice.outgoing
         pauses: tuple[PauseScope, ...] = ("all", "voice_outgoing") if outgoing else ("all",)
-        subjects = [f"identity:{caller.identity}"]
-        if caller.client is not None:
-            subjects.append(f"client:{caller.client}")
         spends = self._budgets.token_spends(
             identity=caller.identity,
-            client=caller.client,
+            client=caller.client_subject,
             address=address_key(context.client_ip, self._ipv6_prefix),
         )
+        # A sign-in within the margin of a revocation counts as before it: the identity
+        # provider's clock may run a little ahead of ours.
+        signed_in = caller.signed_in_at
         return Admission(
             at=token.issued_at,
             pauses=pauses,
-            revocations=tuple(subjects),
-            signed_in_at=caller.issued_at,
+            revocations=caller.revocation_subjects,
+            signed_in_at=None if signed_in is None else signed_in - self._revocation_margin,
+            # Calls cannot say which token they come from: a Voice token remembers its
+            # session's sign-in, so that a call is refused until the user signs in again.
+            remember_sign_in=f"identity:{caller.identity}" if plan.voice is not None else None,
             spends=spends,
             cost=self._budgets.voice_outgoing_cost if outgoing else 1,
             record=line,
@@ -157,10 +164,16 @@ class TokenIssuance:
             return self._authenticator.authenticate(authorization)
         except AuthenticationFailed:
             spends = self._budgets.failure_spends(address_key(context.client_ip, self._ipv6_prefix))
-            if spends:
-                outcome = self._store.admit(Admission(at=self._recorder.now(), spends=spends))
-                if isinstance(outcome, Refused):
-                    raise _refusal_of(outcome) from None
+            try:
+                outcome = (
+                    self._store.admit(Admission(at=self._recorder.now(), spends=spends))
+                    if spends
+                    else None
+                )
+            except Unavailable:
+                outcome = None  # the guess cannot be counted: it is still refused, as a 401
+            if isinstance(outcome, Refused):
+                raise _refusal_of(outcome) from None
             raise
 
     @staticmethod

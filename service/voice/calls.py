@@ -74,6 +74,8 @@ class VoiceCalls:
                 at=record.at,
                 pauses=("all", "voice_outgoing"),
                 revocations=(f"identity:{identity}",),
+                # revoked unless the identity signed in again since: its latest Voice token's
+                sign_in_of=f"identity:{identity}",
                 spends=self._budgets.call_spends(identity),
                 record=line,
             )
@@ -97,7 +99,8 @@ class VoiceCalls:
         return dial_twiml(clients=targets)
 
     def _revoked(self, identity: str) -> bool:
-        admission = Admission(at=self._recorder.now(), revocations=(f"identity:{identity}",))
+        subject = f"identity:{identity}"
+        admission = Admission(at=self._recorder.now(), revocations=(subject,), sign_in_of=subject)
         return isinstance(self._store.admit(admission), Refused)
 
     def _refused(self, call: CallRequest, reason: str, identity: str | None) -> str:

@@ -1,8 +1,9 @@
 """May this client call there? The dial policy of the policy file's ``[dial]`` table.
 
 Deny by default: without ``[dial]`` no call leaves. A destination is an E.164 number
-under an allowed prefix and under no blocked prefix (blocked wins: premium and
-high-risk ranges), or ``client:IDENTITY`` for an identity the patterns allow.
+under an allowed prefix and under no blocked prefix (blocked wins), and not in the
+built-in high-risk ranges unless an allowed prefix names that range itself; or
+``client:IDENTITY`` for an identity the patterns allow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,48 @@ from service.tokens import VOICE_IDENTITY
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CLIENT_PREFIX = "client:"
+#: Destinations refused unless ``allowed_prefixes`` names them (or a longer prefix in
+#: them) explicitly, whatever shorter prefix allows their country: premium and shared-
+#: cost ranges, personal numbers, satellite and international networks, and the
+#: Caribbean NANP area codes most used for toll fraud (they dial like +1, cost like
+#: international premium lines).
+HIGH_RISK_PREFIXES = (
+    # North America: premium rate
+    "+1900",
+    "+1976",
+    # Caribbean NANP area codes
+    "+1242",  # Bahamas
+    "+1246",  # Barbados
+    "+1264",  # Anguilla
+    "+1268",  # Antigua and Barbuda
+    "+1284",  # British Virgin Islands
+    "+1345",  # Cayman Islands
+    "+1441",  # Bermuda
+    "+1473",  # Grenada
+    "+1649",  # Turks and Caicos
+    "+1658",  # Jamaica
+    "+1664",  # Montserrat
+    "+1721",  # Sint Maarten
+    "+1758",  # Saint Lucia
+    "+1767",  # Dominica
+    "+1784",  # Saint Vincent and the Grenadines
+    "+1809",  # Dominican Republic
+    "+1829",  # Dominican Republic
+    "+1849",  # Dominican Republic
+    "+1868",  # Trinidad and Tobago
+    "+1869",  # Saint Kitts and Nevis
+    "+1876",  # Jamaica
+    # United Kingdom: personal numbers, premium and higher-cost non-geographic
+    "+4470",
+    "+449",
+    "+4487",
+    # satellite and international networks, international premium rate
+    "+870",
+    "+881",
+    "+882",
+    "+883",
+    "+979",
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +107,12 @@ def decide_call(policy: DialPolicy | None, destination: str) -> CallDecision:
         return CallRefused("malformed number")
     if any(destination.startswith(prefix) for prefix in policy.blocked_prefixes):
         return CallRefused("blocked prefix (premium or high-risk)")
-    if not any(destination.startswith(prefix) for prefix in policy.allowed_prefixes):
+    allowed = [prefix for prefix in policy.allowed_prefixes if destination.startswith(prefix)]
+    if not allowed:
         return CallRefused("country not allowed")
+    risky = [prefix for prefix in HIGH_RISK_PREFIXES if destination.startswith(prefix)]
+    if risky and max(map(len, allowed)) < max(map(len, risky)):
+        return CallRefused("high-risk destination (premium, personal or toll-fraud range)")
     return CallAllowed(number=destination)
 
 

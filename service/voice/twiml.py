@@ -1,32 +1,10 @@
-"""Twilio's webhook side: is a request really from Twilio, and the TwiML we answer.
-
-The only module that imports twilio's ``RequestValidator`` and TwiML builders.
-"""
+"""The TwiML we answer Twilio's webhooks with, built by twilio's own builders."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, VoiceResponse
-
-
-class SignatureChecker:
-    """Checks ``X-Twilio-Signature`` with the Auth Token, or a secondary one during rotation."""
-
-    def __init__(self, auth_tokens: Sequence[str]) -> None:
-        self._validators = [RequestValidator(token) for token in auth_tokens if token]
-
-    def __repr__(self) -> str:
-        return f"SignatureChecker(tokens={len(self._validators)})"
-
-    def valid(self, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-        """True when some configured Auth Token signed exactly this URL and these params."""
-        if not signature:
-            return False
-        return any(
-            validator.validate(url, dict(params), signature) for validator in self._validators
-        )
 
 
 def dial_twiml(

@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.tokens.issuance import REVOCATION_MARGIN_SECONDS
 from tests import support
 from tests.fake_twilio import ADMIN_SID, FakeTwilio
 
@@ -68,7 +69,8 @@ def test_revoked_identity_needs_a_new_session(
     assert "revoked identity:alice" in output
     support.assert_problem(post(support.VIDEO, old_session), 403, "revoked")
     assert post(support.VIDEO, caller_token(sub="bob")).status_code == 200  # others unaffected
-    new_session = caller_token(iat=int(time.time()) + 1)  # signed in again, after the revocation
+    # signed in again, later than the revocation by more than the provider's clock may be off
+    new_session = caller_token(auth_time=int(time.time()) + REVOCATION_MARGIN_SECONDS + 1)
     assert post(support.VIDEO, new_session).status_code == 200
     cli("unrevoke", "--identity", "alice", check=True)
     assert post(support.VIDEO, old_session).status_code == 200
@@ -143,6 +145,66 @@ def test_usage_trigger_calls_back_the_usage_alert_endpoint(
     assert trigger["UsageCategory"] == "calls"
     assert trigger["TriggerValue"] == "100"
     assert trigger["CallbackMethod"] == "POST"
-    missing = admin_cli(environ, "usage-trigger", "create", "--category", "calls", "--value", "100")
+    unset = {name: value for name, value in environ.items() if name != "BROKER_PUBLIC_URL"}
+    missing = admin_cli(unset, "usage-trigger", "create", "--category", "calls", "--value", "100")
     assert missing.exit_code == 2
     assert "BROKER_PUBLIC_URL" in missing.output
+
+
+def test_a_command_never_creates_a_store(
+    cli: Callable[..., Result], environ: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "elsewhere" / "state.sqlite3"
+    elsewhere = {**environ, "BROKER_STATE_URL": f"sqlite:///{missing}"}
+    for command in (["pause", "--reason", "x"], ["resume"], ["revoke", "--identity", "a"]):
+        result = cli(*command, env=elsewhere)
+        assert result.exit_code == 2
+        assert str(missing) in result.output  # the file it looked for
+    assert not missing.exists()
+    assert not missing.parent.exists()
+
+
+def test_state_files_are_their_owners_alone(
+    client: FlaskClient, environ: dict[str, str], caller_token: support.Token, post: support.Post
+) -> None:
+    post(support.VIDEO, caller_token())
+    state = Path(environ["BROKER_STATE_URL"].removeprefix("sqlite:///"))
+    for path in state.parent.glob(state.name + "*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_audit_text_escapes_what_a_caller_could_smuggle(
+    cli: Callable[..., Result], client: FlaskClient, environ: dict[str, str]
+) -> None:
+    forged = "alice\n2026-11-28T18:00:00Z issued identity=admin \x1b[2J\x07"
+    cli("revoke", "--identity", forged, check=True)
+    text = cli("audit", check=True).output
+    line = next(line for line in text.splitlines() if "revoked" in line)
+    assert "\\n2026-11-28T18:00:00Z issued identity=admin \\x1b[2J\\x07" in line
+    assert "\x1b" not in text
+    assert len([line for line in text.splitlines() if "identity=admin" in line]) == 1
+
+
+def test_no_command_takes_a_secret_as_an_argument(
+    cli: Callable[..., Result], environ: dict[str, str]
+) -> None:
+    result = cli("keys", "list", "--account-sid", ADMIN_SID, "--auth-token", "f" * 32, env=environ)
+    assert result.exit_code == 2
+    assert "never as an argument" in result.output
+    assert "f" * 32 not in result.output
+
+
+def test_revoking_an_app_spares_a_client_key_of_that_name(
+    keyed: dict[str, str],
+    backend: FlaskClient,
+    cli: Callable[..., Result],
+    create_key: Callable[[dict[str, str], str], str],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    key = create_key(keyed, "backend")
+    cli("revoke", "--client", "backend", env=keyed, check=True)
+    app_user = caller_token(azp="backend")
+    support.assert_problem(post(support.VIDEO, app_user, to=backend), 403, "revoked")
+    acting = {"identity": "user_1", "grants": {"video": {"room": "user_1-call"}}}
+    assert post(acting, key, to=backend).status_code == 200  # another namespace

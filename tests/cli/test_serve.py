@@ -187,3 +187,12 @@ def test_sqlite_state_refuses_several_workers(cli: Callable[..., Result]) -> Non
     result = cli("serve", "--workers", "2")
     assert result.exit_code == 2
     assert "one worker" in result.output
+
+
+def test_check_config_fails_for_webhooks_without_their_public_url(
+    cli: Callable[..., Result], environ: dict[str, str]
+) -> None:
+    without = {name: value for name, value in environ.items() if name != "BROKER_PUBLIC_URL"}
+    result = cli("check-config", env=without)
+    assert result.exit_code == 2
+    assert "BROKER_PUBLIC_URL is required with TWILIO_AUTH_TOKEN" in result.output

@@ -151,7 +151,8 @@ def test_first_run_prints_a_curl_that_works(tmp_path: Path, leaks: LeakWatch) ->
         assert body["identity"] == "alice"
         leaks.issued.add(body["token"])
         inspected = subprocess.run(
-            [support.BROKER, "inspect", body["token"]],
+            [support.BROKER, "inspect"],
+            input=body["token"] + "\n",
             capture_output=True,
             text=True,
             cwd=tmp_path,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import Result
 from flask.testing import FlaskClient
 
 from tests import support
@@ -62,11 +63,15 @@ def test_a_trusted_proxy_may_say_https(
     environ: dict[str, str],
     https_status: Callable[..., int],
 ) -> None:
-    client = make_client({**environ, "BROKER_TRUSTED_PROXIES": "1"})
+    client = make_client({**environ, "BROKER_TRUSTED_PROXIES": "10.0.0.0/8"})
     forwarded = {"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}
     assert https_status(client, remote="10.0.0.2", **forwarded) == 200
     plain = {"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "http"}
     assert https_status(client, remote="10.0.0.2", **plain) == 403
+    # the same headers from anyone but our proxy are ignored
+    assert https_status(client, remote="203.0.113.9", **forwarded) == 403
+    # and claiming to be on loopback from afar gets nowhere either
+    assert https_status(client, remote="203.0.113.9", **{"X-Forwarded-For": "127.0.0.1"}) == 403
 
 
 def test_development_profile_allows_plain_http(
@@ -194,11 +199,48 @@ def test_one_trusted_proxy_uses_the_address_it_appended(
     caller_token: support.Token,
     post_from: Callable[..., int],
 ) -> None:
-    client = make_client({**environ, "BROKER_TRUSTED_PROXIES": "1"}, policy=support.LIMITED_POLICY)
-    for n in range(8):  # eight clients behind one proxy: each its own address budget
+    client = make_client(
+        {**environ, "BROKER_TRUSTED_PROXIES": "10.0.0.0/8"}, policy=support.LIMITED_POLICY
+    )
+    for n in range(8):  # eight clients behind two of our proxies: each its own budget
         status = post_from(
-            caller_token(sub=f"user{n}"), "10.0.0.2", forwarded=f"spoof, 203.0.113.{n}", to=client
+            caller_token(sub=f"user{n}"),
+            "10.0.0.2",
+            forwarded=f"spoof, 203.0.113.{n}, 10.0.0.7",
+            to=client,
         )
         assert status == 200
     records = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
-    assert records[0]["client_ip"] == "203.0.113.0"
+    assert records[0]["client_ip"] == "203.0.113.0"  # the nearest hop not ours
+
+
+def test_only_the_proxy_at_its_address_may_forward(
+    make_client: Callable[..., FlaskClient],
+    environ: dict[str, str],
+    caller_token: support.Token,
+    post_from: Callable[..., int],
+) -> None:
+    client = make_client(
+        {**environ, "BROKER_TRUSTED_PROXIES": "127.0.0.1"}, policy=support.LIMITED_POLICY
+    )
+    # A client on 127.0.0.2 rotating X-Forwarded-For gains nothing: per_ip is 6.
+    direct = [
+        post_from(caller_token(sub=f"a{n}"), "127.0.0.2", forwarded=f"203.0.113.{n}", to=client)
+        for n in range(8)
+    ]
+    assert direct == [200] * 6 + [429] * 2
+    # The same through our proxy on 127.0.0.1 is honoured: eight clients, eight budgets.
+    proxied = [
+        post_from(caller_token(sub=f"b{n}"), "127.0.0.1", forwarded=f"198.51.100.{n}", to=client)
+        for n in range(8)
+    ]
+    assert proxied == [200] * 8
+
+
+def test_the_old_hop_count_is_refused_with_the_new_form(
+    cli: Callable[..., Result], environ: dict[str, str]
+) -> None:
+    result = cli("check-config", env={**environ, "BROKER_TRUSTED_PROXIES": "1"})
+    assert result.exit_code == 2
+    assert "BROKER_TRUSTED_PROXIES takes the addresses or networks" in result.output
+    assert "10.0.0.0/8,127.0.0.1" in result.output

@@ -221,3 +221,32 @@ def test_an_ipv6_network_is_one_budget_and_every_spelling_one_address(
     assert other_network.count(200) == 6
     spellings = ["192.0.2.7", "::ffff:192.0.2.7"] * 5
     assert [ask(address, n) for n, address in enumerate(spellings)].count(200) == 6
+
+
+def test_with_the_store_down_a_refusal_keeps_its_status_and_its_line(
+    environ: dict[str, str],
+    redis_server: support.RedisServer,
+    redis_url: str,
+    make_client: Callable[..., FlaskClient],
+    caller_token: support.Token,
+    post: support.Post,
+    audit_stream: io.StringIO,
+) -> None:
+    client = make_client({**environ, "BROKER_STATE_URL": redis_url})
+    redis_server.stop()
+    try:
+        malformed = post(raw=b'{"grants": ', bearer=caller_token(), to=client)
+        support.assert_problem(malformed, 400, "invalid_json")
+        forbidden = post({"grants": {"voice": {}}}, caller_token(), to=client)
+        support.assert_problem(forbidden, 403, "grant_not_allowed")
+        support.assert_problem(post(support.VIDEO, "garbage", to=client), 401, "invalid_token")
+        support.assert_problem(post(support.VIDEO, caller_token(), to=client), 503, "unavailable")
+    finally:
+        redis_server.start()
+    lines = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    assert [line["code"] for line in lines] == [
+        "invalid_json",
+        "grant_not_allowed",
+        "invalid_token",
+        "unavailable",
+    ]

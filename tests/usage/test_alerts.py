@@ -60,3 +60,31 @@ def test_pausing_outgoing_voice_only(
     headers = support.twilio_signature(params, support.VOICE_URL)
     twiml = client.post("/v1/twilio/voice", data=params, headers=headers).get_data(as_text=True)
     assert "<Dial" not in twiml
+
+
+def test_a_replayed_alert_never_pauses_again_after_resume(
+    client: FlaskClient,
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    assert alert(client) == 204
+    assert post(support.VIDEO, caller_token()).status_code == 503
+    cli("resume", check=True)
+    assert alert(client) == 403  # the same signed callback, captured and replayed
+    assert post(support.VIDEO, caller_token()).status_code == 200  # still issuing
+
+
+def test_an_alert_signed_for_another_host_is_refused(
+    client: FlaskClient, caller_token: support.Token, post: support.Post
+) -> None:
+    other_host = "https://other-broker.example.test/v1/twilio/usage-alert"
+    headers = support.twilio_signature(support.ALERT, other_host)
+    response = client.post(
+        "/v1/twilio/usage-alert",
+        data=support.ALERT,
+        headers=headers,
+        base_url="https://other-broker.example.test",  # even when it arrives with that Host
+    )
+    support.assert_problem(response, 403, "invalid_signature")
+    assert post(support.VIDEO, caller_token()).status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.tokens.issuance import REVOCATION_MARGIN_SECONDS
 from tests import support
 
 
@@ -59,9 +61,10 @@ def test_dial_policy(
 def test_the_call_budget_and_callers_that_may_not_call(
     voice: FlaskClient, audit_stream: io.StringIO
 ) -> None:
-    for _ in range(3):
-        assert "<Dial" in support.call(voice, support.ALICE_TO_US).get_data(as_text=True)
-    assert "<Dial" not in support.call(voice, support.ALICE_TO_US).get_data(as_text=True)
+    calls = [{**support.ALICE_TO_US, "CallSid": f"CA{n:032x}"} for n in range(4)]  # four calls
+    for call in calls[:3]:
+        assert "<Dial" in support.call(voice, call).get_data(as_text=True)
+    assert "<Dial" not in support.call(voice, calls[3]).get_data(as_text=True)
     phone = {"From": "+15557654321", "To": "+15551234567"}  # not a Voice SDK client
     assert "<Dial" not in support.call(voice, phone).get_data(as_text=True)
     reasons = [json.loads(line).get("reason") for line in audit_stream.getvalue().splitlines()]
@@ -77,8 +80,8 @@ def test_revoked_identities_cannot_call(
     make_client: Callable[..., FlaskClient],
     cli: Callable[..., Result],
 ) -> None:
-    assert cli("revoke", "--identity", "carol", env=voice_environ).exit_code == 0
-    client = make_client(voice_environ)  # a fresh app reads the revocation
+    client = make_client(voice_environ)  # the server makes the store
+    cli("revoke", "--identity", "carol", env=voice_environ, check=True)
     carol = {"From": "client:carol", "To": "+15551234567"}
     assert "<Dial" not in support.call(client, carol).get_data(as_text=True)
     assert (
@@ -111,9 +114,51 @@ def test_inbound_skips_revoked_identities(
     cli: Callable[..., Result],
 ) -> None:
     policy_file.write_text(policy_file.read_text() + support.INCOMING)
-    assert cli("revoke", "--identity", "agent_1", env=voice_environ).exit_code == 0
     client = make_client(voice_environ)
+    cli("revoke", "--identity", "agent_1", env=voice_environ, check=True)
     params = {"From": "+15551230000", "To": "+15005550006"}
     twiml = support.call(client, params, path="/v1/twilio/voice/incoming").get_data(as_text=True)
     assert "<Client>agent_1</Client>" not in twiml
     assert "<Client>agent_2</Client>" in twiml
+
+
+def test_a_replayed_call_request_dials_nothing_and_spends_nothing(
+    voice: FlaskClient, audit_stream: io.StringIO
+) -> None:
+    assert "<Dial" in support.call(voice, support.ALICE_TO_US).get_data(as_text=True)
+    for _ in range(3):  # a captured request, sent again
+        replayed = support.call(voice, support.ALICE_TO_US)
+        support.assert_problem(replayed, 403, "replayed")
+        assert "<Dial" not in replayed.get_data(as_text=True)
+    later = {**support.ALICE_TO_US, "CallSid": "CA" + "1" * 32}
+    assert "<Dial" in support.call(voice, later).get_data(as_text=True)  # budget untouched
+    allowed = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    assert [record["decision"] for record in allowed] == ["call_allowed", "call_allowed"]
+
+
+def test_one_revocation_rule_for_tokens_and_calls(
+    voice: FlaskClient,
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    now = int(time.time())
+    signed_in = now - 600
+    session = caller_token(sub="alice", roles="agent", auth_time=signed_in, iat=signed_in)
+    voice_grant: dict[str, object] = {"grants": {"voice": {}}}
+
+    def call_once(number: int) -> str:
+        params = {**support.ALICE_TO_US, "CallSid": f"CA{number:032x}"}
+        return support.call(voice, params).get_data(as_text=True)
+
+    assert post(voice_grant, session, to=voice).status_code == 200
+    assert "<Dial" in call_once(1)
+    cli("revoke", "--identity", "alice", check=True)
+    refreshed = caller_token(sub="alice", roles="agent", auth_time=signed_in, iat=now)
+    support.assert_problem(post(voice_grant, refreshed, to=voice), 403, "revoked")
+    assert "<Dial" not in call_once(2)  # the revoked session's calls too
+    signed_in_again = caller_token(
+        sub="alice", roles="agent", auth_time=now + REVOCATION_MARGIN_SECONDS + 1
+    )
+    assert post(voice_grant, signed_in_again, to=voice).status_code == 200
+    assert "<Dial" in call_once(3)  # a new sign-in: tokens and calls alike

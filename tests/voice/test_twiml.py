@@ -1,9 +1,8 @@
-"""TwiML answers and Twilio's request signatures, through twilio's own builders."""
+"""TwiML answers, through twilio's own builders."""
 
 from __future__ import annotations
 
-from service.voice.twiml import SignatureChecker, dial_twiml, refusal_twiml
-from tests import support
+from service.voice.twiml import dial_twiml, refusal_twiml
 
 
 def test_dial_a_number_with_our_caller_id_or_ring_clients() -> None:
@@ -17,16 +16,3 @@ def test_a_refusal_says_why_and_hangs_up() -> None:
     twiml = refusal_twiml("This call cannot be placed.")
     assert "<Say>This call cannot be placed.</Say><Hangup />" in twiml
     assert "<Dial" not in twiml
-
-
-def test_signatures_from_either_auth_token() -> None:
-    params = {"From": "client:alice", "To": "+15551234567"}
-    checker = SignatureChecker([support.AUTH_TOKEN, "f" * 32])
-    url = support.VOICE_URL
-    assert checker.valid(url, params, support.twilio_signature(params)["X-Twilio-Signature"])
-    secondary = support.twilio_signature(params, token="f" * 32)["X-Twilio-Signature"]
-    assert checker.valid(url, params, secondary)
-    assert not checker.valid(url, params, None)
-    assert not checker.valid(url, {**params, "To": "+1900"}, secondary)
-    assert not SignatureChecker([]).valid(url, params, secondary)  # no Auth Token: nothing
-    assert support.AUTH_TOKEN not in repr(checker)
