@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 BIND ?= 127.0.0.1:8000
+# The end-to-end tests' OpenID provider (panva's oidc-provider), from the npm registry.
+OIDC_PROVIDER := tests/e2e/oidc_provider
+NODE_STAMP := $(OIDC_PROVIDER)/node_modules/.installed-$(shell sha1sum < $(OIDC_PROVIDER)/package-lock.json | cut -c1-12)
 
 .PHONY: run test lint bench check-config clean
 
@@ -23,7 +26,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-test: lint
+$(NODE_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest --cov --cov-branch --cov-report=term
 
 bench: $(STAMP)
@@ -33,4 +40,4 @@ check-config: $(STAMP)
 	$(BIN)/token-broker check-config
 
 clean:
-	rm -rf $(VENV) var .coverage .hypothesis
+	rm -rf $(VENV) var .coverage .hypothesis $(OIDC_PROVIDER)/node_modules

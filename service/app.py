@@ -10,10 +10,10 @@ from typing import TextIO
 from flask import Flask, Response, g, request
 
 from service.audit import AuditLog, Recorder
-from service.callers import Authenticator, IssuerVerifier
+from service.callers import Authenticator, Provider
 from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
-from service.callers.oidc import oidc_verifier
+from service.callers.oidc import provider_of
 from service.clock import Clock, system_clock
 from service.configuration import Configuration, load_configuration
 from service.errors import register_error_handlers
@@ -67,7 +67,9 @@ def create_app(
         recorder=recorder,
         ipv6_prefix=settings.ipv6_prefix,
         # As far as the identity provider's clock may be off from ours: its leeway.
-        revocation_margin=settings.oidc.leeway_seconds if settings.oidc else 30,
+        revocation_margin=max(
+            (provider.leeway_seconds for provider in configuration.providers), default=30
+        ),
     )
     calls = VoiceCalls(
         dial_policy=policy.dial,
@@ -76,6 +78,7 @@ def create_app(
         budgets=budgets,
         store=store,
         recorder=recorder,
+        identity_prefixes=tuple(provider.identity_prefix for provider in configuration.providers),
     )
     app.extensions[EXTENSION_KEY] = Broker(
         settings=settings,
@@ -102,13 +105,11 @@ def create_app(
 def _authenticator(configuration: Configuration, clock: Clock) -> Authenticator:
     """Who may call: the identity provider, the development issuer, client keys."""
     settings = configuration.settings
-    verifiers: list[IssuerVerifier] = []
-    if settings.oidc is not None:
-        verifiers.append(oidc_verifier(settings.oidc, clock=clock))
+    providers = [provider_of(provider, clock=clock) for provider in configuration.providers]
     if settings.dev_issuer_enabled:
-        verifiers.append(DevIssuer.load_or_create(settings.dev_dir).verifier())
+        providers.append(Provider(DevIssuer.load_or_create(settings.dev_dir).verifier()))
     return Authenticator(
-        verifiers,
+        providers,
         identity_claim=configuration.policy.tokens.identity_claim,
         clock=clock,
         client_keys=ClientKeyFile(settings.client_keys_file) if settings.client_keys_file else None,

@@ -69,6 +69,8 @@ class AuditRecord:
     code: str | None = None
     reason: str | None = None
     identity: str | None = None
+    #: the identity provider's subject, where the identity is made from it otherwise
+    subject: str | None = None
     client: str | None = None
     issuer: str | None = None
     credential: str | None = None  # fingerprint of the bearer credential

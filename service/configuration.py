@@ -13,7 +13,7 @@ from pathlib import Path
 from service.environment import read_environment, with_first_run_defaults
 from service.errors import ConfigurationError
 from service.policy_file import Policy
-from service.settings import POLICY_FILE, Settings, VariableReader
+from service.settings import POLICY_FILE, IdentityProvider, Settings, VariableReader
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,13 @@ class Configuration:
     policy: Policy
     #: True when the dev profile filled in clearly fake Twilio credentials.
     fake_credentials: bool = False
+
+    @property
+    def providers(self) -> tuple[IdentityProvider, ...]:
+        """The identity providers of app users: ``OIDC_*``, or the policy's list."""
+        if self.settings.oidc is not None:
+            return (self.settings.oidc,)
+        return self.policy.providers
 
 
 def load_configuration(
@@ -49,8 +56,16 @@ def load_configuration(
 
 
 def consistency_problems(settings: Settings, policy: Policy) -> list[str]:
-    """Grants the policy gives that the settings cannot fill in."""
+    """Grants the policy gives that the settings cannot fill in, and who signs users in."""
     problems = []
+    if settings.oidc is not None and policy.providers:
+        problems.append("set OIDC_ISSUER or the policy's [[providers]], not both")
+    if settings.profile == "production" and settings.oidc is None and not policy.providers:
+        problems.append(
+            "OIDC_ISSUER (or [[providers]] in the policy) is required in production: callers "
+            "must be authenticated by your identity provider (the development issuer exists "
+            "only with BROKER_PROFILE=dev)"
+        )
     if policy.tokens.gives_voice_outgoing and not settings.twiml_app_sid:
         problems.append("policy gives outgoing voice, which needs TWILIO_TWIML_APP_SID")
     if policy.tokens.gives_chat and not settings.conversations_service_sid:

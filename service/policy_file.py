@@ -2,8 +2,8 @@
 
 ``[tokens]``, ``[identity]`` and ``[[rules]]`` to the token feature, ``[limits]`` to
 the budgets, ``[dial]`` and ``[incoming]`` to calls, ``[usage]`` and ``[usage_alert]``
-to usage. One ``TableReader`` collects every problem; the checks that span several
-tables live here, at the end.
+to usage, ``[[providers]]`` to callers. One ``TableReader`` collects every problem;
+the checks that span several tables live here, at the end.
 """
 
 from __future__ import annotations
@@ -13,15 +13,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.callers.providers import parse_providers
 from service.errors import ConfigurationError
 from service.limits import CALLS, SPENDING_BUDGETS, Budgets, parse_budgets
+from service.settings import IdentityProvider
 from service.tables import TableReader
 from service.tokens.policy import TokenPolicy, parse_token_policy
 from service.usage.policy import UsagePolicy, parse_usage_policy
 from service.voice.dialing import DialPolicy, parse_dial, parse_incoming
 
 TABLES = frozenset(
-    {"tokens", "identity", "rules", "limits", "dial", "incoming", "usage", "usage_alert"}
+    {
+        "tokens",
+        "identity",
+        "rules",
+        "limits",
+        "dial",
+        "incoming",
+        "usage",
+        "usage_alert",
+        "providers",
+    }
 )
 
 
@@ -36,6 +48,8 @@ class Policy:
     #: our numbers -> the identities an inbound call on each rings
     incoming: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     usage: UsagePolicy = field(default_factory=UsagePolicy)
+    #: identity providers beside (or instead of) the ``OIDC_*`` shortcut
+    providers: tuple[IdentityProvider, ...] = ()
 
     def all_budgets(self) -> Budgets:
         """Every budget enforced: ``[limits]`` and the dial policy's call budget."""
@@ -65,6 +79,7 @@ class Policy:
             dial=parse_dial(reader, document.get("dial")),
             incoming=parse_incoming(reader, document.get("incoming", {})),
             usage=parse_usage_policy(reader, document),
+            providers=parse_providers(reader, document.get("providers")),
         )
         if not reader.problems:
             _cross_check(reader, policy)

@@ -28,6 +28,7 @@ DEV_ISSUER = "urn:token-broker:dev-issuer"
 DEV_AUDIENCE = "token-broker-dev"
 REGIONS = frozenset({"us1", "us2", "ie1", "de1", "au1", "jp1", "sg1", "br1"})
 MAX_LEEWAY_SECONDS = 60
+ASYMMETRIC = parse.ASYMMETRIC_ALGORITHMS
 #: The fixed secret of the generated development credentials (see ``environment``).
 FAKE_API_KEY_SECRET = "dev-only-fake-secret-twilio-rejects-it"
 
@@ -70,13 +71,26 @@ SYNC_SID = Variable("TWILIO_SYNC_SERVICE_SID", _optional(parse.sid("IS")), None,
 PUSH_CREDENTIALS: Variable[Mapping[str, str]] = Variable(
     "TWILIO_PUSH_CREDENTIALS", parse.push_credentials, {}
 )
-OIDC_ISSUER = Variable("OIDC_ISSUER", _optional(parse.text), None)
-OIDC_AUDIENCE = Variable("OIDC_AUDIENCE", _optional(parse.text), None)
+
+
+def _issuer(value: str) -> str:
+    if value == DEV_ISSUER:
+        raise ValueError(
+            "names the development issuer: it is built in (BROKER_PROFILE=dev only), never "
+            "configured, and production refuses it"
+        )
+    return parse.issuer_url(value)
+
+
+OIDC_ISSUER = Variable("OIDC_ISSUER", _optional(_issuer), None)
+OIDC_AUDIENCE: Variable[tuple[str, ...]] = Variable("OIDC_AUDIENCE", parse.names, ())
+OIDC_CLIENT_IDS: Variable[tuple[str, ...]] = Variable("OIDC_CLIENT_IDS", parse.names, ())
 OIDC_JWKS_URL = Variable("OIDC_JWKS_URL", _optional(parse.key_url), None)
 OIDC_ALGORITHMS: Variable[tuple[str, ...]] = Variable(
     "OIDC_ALGORITHMS", parse.algorithms, ("RS256", "ES256")
 )
 OIDC_LEEWAY = Variable("OIDC_LEEWAY", parse.whole_number(0, MAX_LEEWAY_SECONDS), 30)
+OIDC_REQUIRED_TYP = Variable("OIDC_REQUIRED_TYP", _optional(parse.text), None)
 POLICY_FILE = Variable("BROKER_POLICY_FILE", parse.path, Path("policy.toml"))
 CLIENT_KEYS_FILE = Variable("BROKER_CLIENT_KEYS_FILE", _optional(parse.path), None)
 STATE_URL = Variable("BROKER_STATE_URL", parse.state_url, "sqlite:///var/broker.sqlite3")
@@ -110,9 +124,11 @@ VARIABLES: tuple[Variable[object], ...] = (
     PUSH_CREDENTIALS,
     OIDC_ISSUER,
     OIDC_AUDIENCE,
+    OIDC_CLIENT_IDS,
     OIDC_JWKS_URL,
     OIDC_ALGORITHMS,
     OIDC_LEEWAY,
+    OIDC_REQUIRED_TYP,
     PROFILE,
     POLICY_FILE,
     CLIENT_KEYS_FILE,
@@ -131,14 +147,29 @@ VARIABLES: tuple[Variable[object], ...] = (
 
 
 @dataclass(frozen=True)
-class OidcSettings:
-    """The identity provider whose access tokens app users present."""
+class IdentityProvider:
+    """An identity provider whose tokens app users present (``OIDC_*``, or one of the
+    policy's ``[[providers]]``).
+
+    A token is accepted when its ``aud`` names one of ``audiences``, or its ``client_id``,
+    ``azp`` or ``cid`` one of ``client_ids`` (providers whose access tokens carry no
+    audience). Without ``jwks_url`` the keys are found through the issuer's
+    ``/.well-known/openid-configuration``.
+    """
 
     issuer: str
-    audience: str
-    jwks_url: str
-    algorithms: tuple[str, ...]
-    leeway_seconds: int
+    audiences: tuple[str, ...] = ()
+    client_ids: tuple[str, ...] = ()
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    leeway_seconds: int = 30
+    #: a ``typ`` header every token must carry (``at+jwt``: RFC 9068 access tokens only)
+    required_typ: str | None = None
+    #: the verified claim that becomes the identity; None: the policy's ``[identity]``
+    identity_claim: str | None = None
+    #: put before every identity of this provider (required with several providers)
+    identity_prefix: str = ""
+    name: str = "default"
 
 
 @dataclass(frozen=True)
@@ -159,7 +190,8 @@ class Settings:
     conversations_service_sid: str | None
     sync_service_sid: str | None
     push_credentials: Mapping[str, str]
-    oidc: OidcSettings | None
+    #: the identity provider of ``OIDC_*`` (the one-provider shortcut), if set
+    oidc: IdentityProvider | None
     policy_file: Path
     client_keys_file: Path | None
     state_url: str
@@ -283,22 +315,26 @@ class VariableReader:
             return None
 
 
-def _oidc(read: VariableReader) -> OidcSettings | None:
+def _oidc(read: VariableReader) -> IdentityProvider | None:
     issuer = read(OIDC_ISSUER)
-    audience, jwks_url = read(OIDC_AUDIENCE), read(OIDC_JWKS_URL)
-    algorithms, leeway = read(OIDC_ALGORITHMS), read(OIDC_LEEWAY)
+    audiences, client_ids = read(OIDC_AUDIENCE), read(OIDC_CLIENT_IDS)
+    jwks_url, algorithms = read(OIDC_JWKS_URL), read(OIDC_ALGORITHMS)
+    leeway, required_typ = read(OIDC_LEEWAY), read(OIDC_REQUIRED_TYP)
     if issuer is None:
         return None
-    if audience is None:
-        read.problems.append("OIDC_AUDIENCE is required with OIDC_ISSUER")
-    if jwks_url is None and read.text(OIDC_JWKS_URL) is None:
-        read.problems.append("OIDC_JWKS_URL is required with OIDC_ISSUER")
-    return OidcSettings(
+    if not audiences and not client_ids:
+        read.problems.append(
+            "OIDC_AUDIENCE (or OIDC_CLIENT_IDS, for tokens without an audience) is "
+            "required with OIDC_ISSUER"
+        )
+    return IdentityProvider(
         issuer=issuer,
-        audience=audience or "",
-        jwks_url=jwks_url or "",
+        audiences=audiences,
+        client_ids=client_ids,
+        jwks_url=jwks_url,
         algorithms=algorithms,
         leeway_seconds=leeway,
+        required_typ=required_typ,
     )
 
 
@@ -326,14 +362,6 @@ def _profile_problems(settings: Settings, read: VariableReader) -> list[str]:
             )
     if secret == FAKE_API_KEY_SECRET:
         problems.append("TWILIO_API_KEY_SECRET is the generated development placeholder")
-    if settings.oidc is None:
-        problems.append(
-            "OIDC_ISSUER is required in production: callers must be authenticated "
-            "by your identity provider (the development issuer exists only with "
-            "BROKER_PROFILE=dev)"
-        )
-    elif settings.oidc.issuer == DEV_ISSUER:
-        problems.append("OIDC_ISSUER names the development issuer, which production refuses")
     if (settings.auth_token or settings.auth_token_secondary) and not settings.public_url:
         problems.append(
             "BROKER_PUBLIC_URL is required with TWILIO_AUTH_TOKEN in production: webhook "

@@ -134,6 +134,17 @@ def key_url(value: str) -> str:
     return value
 
 
+def names(value: str) -> tuple[str, ...]:
+    """A comma-separated list: ``api://broker,2f1e...``."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def issuer_url(value: str) -> str:
+    """An identity provider's issuer: https, or plain http only on a loopback host."""
+    key_url(value)
+    return value
+
+
 def origins(value: str) -> tuple[str, ...]:
     found = tuple(origin.strip() for origin in value.split(",") if origin.strip())
     for origin in found:

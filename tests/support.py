@@ -36,7 +36,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
-from service.settings import OidcSettings
+from service.settings import IdentityProvider
 
 ISSUER = "https://id.example.test/"
 AUDIENCE = "token-broker-tests"
@@ -307,15 +307,15 @@ def swap_link(link: Path, target: Path) -> None:
     temporary.replace(link)
 
 
-def oidc_settings(jwks_url: str) -> OidcSettings:
+def oidc_settings(jwks_url: str, **overrides: Any) -> IdentityProvider:
     """The test identity provider's settings, with its keys at ``jwks_url``."""
-    return OidcSettings(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        jwks_url=jwks_url,
-        algorithms=("RS256", "ES256"),
-        leeway_seconds=30,
-    )
+    settings: dict[str, Any] = {
+        "issuer": ISSUER,
+        "audiences": (AUDIENCE,),
+        "jwks_url": jwks_url,
+        **overrides,
+    }
+    return IdentityProvider(**settings)
 
 
 def base_environ(jwks_url: str, policy_file: str) -> dict[str, str]:
@@ -478,12 +478,19 @@ def start_broker(
 
 
 def stop_broker(server: BrokerProcess) -> None:
-    server.process.send_signal(signal.SIGTERM)
+    stop_process(server.process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL past ``timeout``: every process a test starts ends."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
     try:
-        server.process.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """Who is calling? Verified callers from bearer credentials."""
 
-from service.callers.authenticator import Authenticator, Caller
+from service.callers.authenticator import Authenticator, Caller, Provider
 from service.callers.verifier import IssuerVerifier
 
-__all__ = ["Authenticator", "Caller", "IssuerVerifier"]
+__all__ = ["Authenticator", "Caller", "IssuerVerifier", "Provider"]

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NewType
 
+from service.callers.claims import claim_value
 from service.callers.client_keys import ClientKeyFile, looks_like_client_key
-from service.callers.verifier import IssuerVerifier, unverified_issuer
+from service.callers.identities import voice_identity
+from service.callers.verifier import IssuerVerifier, client_of, unverified_issuer
 from service.clock import Clock, epoch_seconds
 from service.errors import AuthenticationFailed
 
@@ -51,6 +53,17 @@ class Caller:
     #: session that signed in at or before it, its refreshed access tokens too. None for a
     #: client key, which never signs in: any revocation of its identity refuses it.
     signed_in_at: int | None = None
+    #: the identity claim's value as the provider gave it (the identity is made from it)
+    subject: str | None = None
+    #: the provider's identity prefix (with several providers)
+    identity_prefix: str = ""
+
+    def for_voice(self) -> Caller:
+        """This caller with the identity Voice accepts (see ``identities``)."""
+        if self.kind != "app_user" or self.subject is None:
+            return self
+        identity = self.identity_prefix + voice_identity(self.subject)
+        return replace(self, identity=Identity(identity))
 
     def acting_as(self, identity: str) -> Caller:
         """This client caller, acting for ``identity`` (policy still decides if it may)."""
@@ -96,18 +109,28 @@ def bearer_credential(authorization: str | None) -> str:
     return credential.strip()
 
 
+@dataclass(frozen=True)
+class Provider:
+    """One issuer's verifier, and how its tokens name a caller."""
+
+    verifier: IssuerVerifier
+    #: the claim (a name or a dotted path) that becomes the identity; None: the default
+    identity_claim: str | None = None
+    identity_prefix: str = ""
+
+
 class Authenticator:
     """Authenticates app users against the configured issuers."""
 
     def __init__(
         self,
-        verifiers: list[IssuerVerifier],
+        providers: list[Provider],
         *,
         identity_claim: str,
         clock: Clock,
         client_keys: ClientKeyFile | None = None,
     ) -> None:
-        self._verifiers = {verifier.issuer: verifier for verifier in verifiers}
+        self._providers = {provider.verifier.issuer: provider for provider in providers}
         self._client_keys = client_keys
         self._identity_claim = identity_claim
         self._clock = clock
@@ -115,7 +138,11 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Authenticator(issuers={sorted(self._verifiers)!r})"
+        return f"Authenticator(issuers={sorted(self._providers)!r})"
+
+    @property
+    def verifiers(self) -> list[IssuerVerifier]:
+        return [provider.verifier for provider in self._providers.values()]
 
     def cached(self, authorization: str | None) -> Caller | None:
         """The caller of a credential verified before and not yet expired, else None."""
@@ -140,24 +167,26 @@ class Authenticator:
             return self._client(credential, digest)
 
         issuer = unverified_issuer(credential)
-        verifier = self._verifiers.get(issuer) if issuer is not None else None
-        if verifier is None:
+        provider = self._providers.get(issuer) if issuer is not None else None
+        if provider is None:
             raise AuthenticationFailed("unknown issuer")
-        verified = verifier.verify(credential)
-        identity = verified.claims.get(self._identity_claim)
-        if not isinstance(identity, str) or not identity:
-            raise AuthenticationFailed(f"identity claim {self._identity_claim!r} missing")
-        client = verified.claims.get("azp", verified.claims.get("client_id"))
+        verified = provider.verifier.verify(credential)
+        claim = provider.identity_claim or self._identity_claim
+        subject = claim_value(verified.claims, claim)
+        if not isinstance(subject, str) or not subject:
+            raise AuthenticationFailed(f"identity claim {claim!r} missing")
         caller = Caller(
-            identity=Identity(identity),
+            identity=Identity(provider.identity_prefix + subject),
             claims=verified.claims,
             kind="app_user",
-            issuer=verifier.issuer,
+            issuer=provider.verifier.issuer,
             issued_at=verified.issued_at,
             expires_at=verified.expires_at,
             credential_fingerprint=digest[:16],
-            client=client if isinstance(client, str) and client else None,
+            client=client_of(verified.claims),
             signed_in_at=_sign_in(verified.claims, verified.issued_at),
+            subject=subject,
+            identity_prefix=provider.identity_prefix,
         )
         with self._lock:
             self._cache[digest] = caller

@@ -69,10 +69,13 @@ class DevIssuer:
             raise jwt.PyJWKClientError("unknown kid for the development issuer")
         return self._public_key
 
+    def ready(self) -> bool:
+        return True
+
     def verifier(self, *, leeway_seconds: int = 30) -> IssuerVerifier:
         return IssuerVerifier(
             issuer=DEV_ISSUER,
-            audience=DEV_AUDIENCE,
+            audiences=(DEV_AUDIENCE,),
             algorithms=("ES256",),
             leeway_seconds=leeway_seconds,
             keys=self,

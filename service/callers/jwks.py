@@ -4,8 +4,8 @@
 - A ``kid`` not seen before fetches the key set again (a key rotated in at the provider
   works on the first token that names it), unless a fetch for an unknown ``kid``
   happened within the cooldown: a flood of made-up ``kid`` values costs at most one
-  fetch per cooldown. Routine refreshes (every ``lifespan``) run in the background and
-  never start that cooldown.
+  fetch per cooldown. The first load and the routine refreshes (every ``lifespan``, in
+  the background) never start that cooldown.
 - Every fetch has one overall deadline, however slowly the bytes come. A bad answer
   (HTTP error, not JSON, no usable key) is ``Unavailable`` (503), never a 401 to a valid
   caller, and starts the same cooldown as a good one: a broken provider is not hammered.
@@ -51,6 +51,7 @@ class JwksKeys:
         self._fetched: datetime | None = None
         self._unknown_fetch: datetime | None = None
         self._failure: str | None = None
+        self._failed_at: datetime | None = None
         self._fetch_lock = threading.Lock()
         self._refreshing = False
 
@@ -81,16 +82,26 @@ class JwksKeys:
                 return False
         return bool(self._keys)
 
+    def check(self) -> tuple[int, str | None]:
+        """Fetch the keys now (``check-config --online``): how many, or what is wrong."""
+        with self._fetch_lock:
+            self._fetch()
+        return len(self._keys), self._failure
+
     def _fetch_for_unknown_kid(self) -> None:
         with self._fetch_lock:  # one fetch at a time; the others find its keys
             now = self._clock()
-            if self._unknown_fetch is not None and _within(
-                now, self._unknown_fetch, self._cooldown
-            ):
-                if self._failure is not None:
-                    raise Unavailable(f"identity provider keys: {self._failure}")
-                return
-            self._unknown_fetch = now
+            failed_lately = self._failed_at is not None and _within(
+                now, self._failed_at, self._cooldown
+            )
+            if failed_lately:
+                raise Unavailable(f"identity provider keys: {self._failure}")
+            if self._keys:  # loaded: this kid is new, and may be a rotated key
+                if self._unknown_fetch is not None and _within(
+                    now, self._unknown_fetch, self._cooldown
+                ):
+                    return
+                self._unknown_fetch = now
             self._fetch()
         if self._failure is not None:
             raise Unavailable(f"identity provider keys: {self._failure}")
@@ -117,13 +128,20 @@ class JwksKeys:
             document = fetch_json(self._url(), deadline_seconds=self._deadline)
             key_set = PyJWKSet.from_dict(document)
         except (FetchFailed, jwt.PyJWTError, ValueError, TypeError, AttributeError) as error:
-            self._failure = str(error) if isinstance(error, FetchFailed) else "no usable key"
-            self._fetched = self._clock()
-            log.warning("identity provider keys not fetched: %s", self._failure)
+            self._failed(str(error) if isinstance(error, FetchFailed) else "no usable key")
             return
-        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
-        self._fetched = self._clock()
-        self._failure = None if self._keys else "no key with a kid"
+        keys = {key.key_id: key for key in key_set.keys if key.key_id}
+        if not keys:
+            self._failed("no key with a kid")
+            return
+        self._keys, self._fetched = keys, self._clock()
+        self._failure = self._failed_at = None
+
+    def _failed(self, why: str) -> None:
+        """Keep the keys held (a routine refresh that failed loses nothing); say why."""
+        self._failure, self._failed_at = why, self._clock()
+        self._fetched = self._fetched or self._failed_at
+        log.warning("identity provider keys not fetched: %s", why)
 
 
 def _within(now: datetime, then: datetime, seconds: float) -> bool:

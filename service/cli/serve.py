@@ -16,10 +16,13 @@ from typing import Any
 import click
 
 from service.callers.dev_issuer import DevIssuer
+from service.callers.discovery import discovery_url
+from service.callers.jwks import JwksKeys
+from service.callers.oidc import oidc_verifier
 from service.cli.loading import EXIT_NO, fail, iso, load, store_for
 from service.clock import system_clock
 from service.configuration import Configuration
-from service.settings import BIND
+from service.settings import BIND, IdentityProvider
 from service.tokens.inspection import Inspection, inspect_token
 from service.tokens.minting import SigningKey
 
@@ -35,7 +38,12 @@ _RESERVED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "nbf")
 
 
 @click.command("check-config")
-def check_config() -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also fetch each identity provider's discovery document and keys.",
+)
+def check_config(online: bool) -> None:
     """Validate settings and policy; list every problem and exit non-zero if any."""
     configuration = load()
     settings = configuration.settings
@@ -43,6 +51,22 @@ def check_config() -> None:
     click.echo(f"ok: profile {settings.profile}, {rules} policy rules")
     if configuration.fake_credentials:
         click.echo(FAKE_CREDENTIALS_NOTICE)
+    if online:
+        problems = [problem for p in configuration.providers if (problem := _check_online(p))]
+        if problems:
+            fail(problems)
+
+
+def _check_online(provider: IdentityProvider) -> str | None:
+    """What is wrong with a provider's discovery and keys, or None (and say what was found)."""
+    keys = oidc_verifier(provider).keys
+    assert isinstance(keys, JwksKeys)  # noqa: S101  # oidc_verifier builds JwksKeys
+    count, problem = keys.check()
+    if problem is not None:
+        return f"identity provider {provider.issuer}: {problem}"
+    source = provider.jwks_url or f"discovery ({discovery_url(provider.issuer)})"
+    click.echo(f"ok: identity provider {provider.issuer}: {count} keys, found by {source}")
+    return None
 
 
 @click.command("serve")

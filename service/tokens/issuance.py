@@ -95,11 +95,13 @@ class TokenIssuance:
         self, caller: Caller, request: TokenRequest, context: RequestContext
     ) -> IssuedToken:
         self._check_push_names(request)
+        named = caller.for_voice() if request.voice is not None else caller
         decision = self._policy.decide(
             caller.identity,
             caller.claims,
             request,
             client_key=caller.client if caller.kind == "client" else None,
+            token_identity=named.identity,
         )
         if not isinstance(decision, Allowed):
             raise _DENIALS[decision.code](decision.reason)
@@ -147,7 +149,12 @@ class TokenIssuance:
             state = True
         except Unavailable:
             state = False
-        return {"signing_key": self._minter.can_sign(), "state": state}
+        providers = all(verifier.keys.ready() for verifier in self._authenticator.verifiers)
+        return {
+            "signing_key": self._minter.can_sign(),
+            "state": state,
+            "identity_provider": providers,
+        }
 
     def paused(self) -> bool | None:
         """Whether an operator paused all issuance (the metrics' gauge); None if unknown."""
@@ -203,6 +210,7 @@ class TokenIssuance:
             client_ip=context.client_ip,
             at=token.issued_at,
             identity=token.identity,
+            subject=caller.subject if caller.subject != token.identity else None,
             client=caller.client,
             issuer=caller.issuer,
             credential=caller.credential_fingerprint,
@@ -228,6 +236,7 @@ class TokenIssuance:
             code=refusal.code,
             reason=refusal.reason,
             identity=caller.identity if caller else None,
+            subject=caller.subject if caller and caller.subject != caller.identity else None,
             client=caller.client if caller else None,
             issuer=caller.issuer if caller else None,
             credential=caller.credential_fingerprint if caller else None,

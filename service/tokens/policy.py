@@ -108,14 +108,18 @@ class TokenPolicy:
         request: TokenRequest,
         *,
         client_key: str | None = None,
+        token_identity: str | None = None,
     ) -> Decision:
         """Decide what ``request`` may get for a verified caller; deny by default.
 
         ``client_key`` names a server-to-server caller: only rules with ``clients`` that
         name it, and an identity pattern that fits, apply to it; those rules never apply
-        to app users.
+        to app users. ``token_identity`` is what the token will name, when that is not
+        ``identity`` (a Voice identity made from a subject); rules and room templates see
+        ``identity``.
         """
-        problem = identity_problem(identity, voice=request.voice is not None)
+        named = token_identity or identity
+        problem = identity_problem(named, voice=request.voice is not None)
         if problem:
             return Denied("grant_not_allowed", problem)
         matched = [rule for rule in self.rules if rule.applies_to(claims, identity, client_key)]
@@ -128,7 +132,7 @@ class TokenPolicy:
             ttl = self._ttl(request, caps)
         except _Refusal as refusal:
             return refusal.denied
-        plan = Plan(identity, ttl, video=video, voice=voice, chat=chat, sync=request.sync)
+        plan = Plan(named, ttl, video=video, voice=voice, chat=chat, sync=request.sync)
         return Allowed(plan)
 
     def _ttl(self, request: TokenRequest, caps: Sequence[int]) -> int:

@@ -13,12 +13,15 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from service.callers.claims import claim_value
 from service.patterns import glob_match
 from service.tables import TableReader, is_string_list
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
 
 Claims = Mapping[str, object]
 ClaimValue = str | int | bool
+#: what a rule expects of a claim: a value, or any of several
+Expected = ClaimValue | tuple[ClaimValue, ...]
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
@@ -56,7 +59,9 @@ class RoomPattern:
             elif kind == "wildcard":
                 parts.append(f"[^{re.escape(text)}]*" if text else ".*")
             else:
-                value = identity if text == "identity" else claims.get(text[len("claims.") :])
+                value = (
+                    identity if text == "identity" else claim_value(claims, text[len("claims.") :])
+                )
                 if not isinstance(value, str) or not value:
                     return False
                 parts.append(re.escape(value))
@@ -115,7 +120,7 @@ def _run(pieces: list[list[str]], index: int, *, step: int) -> list[list[str]]:
 @dataclass(frozen=True)
 class Rule:
     name: str
-    match_claims: Mapping[str, ClaimValue]
+    match_claims: Mapping[str, Expected]
     rooms: tuple[RoomPattern, ...] | None
     voice_incoming: bool
     voice_outgoing: bool
@@ -127,20 +132,40 @@ class Rule:
     match_clients: tuple[str, ...] = ()
     #: the identities those clients may act for (``*`` wildcards)
     match_identities: tuple[str, ...] = ()
+    #: OAuth scopes the caller's token must all carry (``scope`` or ``scp``)
+    match_scopes: tuple[str, ...] = ()
 
     def applies_to(self, claims: Claims, identity: str, client_key: str | None) -> bool:
-        """App users are matched by claims; a client-key caller by its name and identity."""
+        """App users are matched by claims and scopes; a client-key caller by its name and
+        the identity it acts for."""
         if client_key is not None or self.match_clients:
             return client_key in self.match_clients and any(
                 glob_match(pattern.split("*"), identity) for pattern in self.match_identities
             )
-        return all(_claim_matches(claims.get(k), v) for k, v in self.match_claims.items())
+        if self.match_scopes and not set(self.match_scopes) <= scopes_of(claims):
+            return False
+        return all(
+            _claim_matches(claim_value(claims, path), expected)
+            for path, expected in self.match_claims.items()
+        )
 
 
-def _claim_matches(actual: object, expected: ClaimValue) -> bool:
-    if isinstance(actual, list):
-        return any(_same_value(item, expected) for item in actual)
-    return _same_value(actual, expected)
+def scopes_of(claims: Claims) -> set[str]:
+    """The scopes a token carries: the space-separated ``scope`` and the ``scp`` list."""
+    found: set[str] = set()
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            found.update(value.split())
+        elif isinstance(value, list):
+            found.update(item for item in value if isinstance(item, str))
+    return found
+
+
+def _claim_matches(actual: object, expected: Expected) -> bool:
+    wanted = expected if isinstance(expected, tuple) else (expected,)
+    found = actual if isinstance(actual, list) else [actual]
+    return any(_same_value(item, one) for item in found for one in wanted)
 
 
 def _same_value(actual: object, expected: ClaimValue) -> bool:
@@ -171,12 +196,17 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
         name = f"#{index}"
     where = f"rule {name!r}"
     match = reader.table(table.get("match", {}), f"{where}.match")
-    reader.known_keys(match, {"claims", "clients", "identities"}, f"{where}.match")
+    reader.known_keys(match, {"claims", "scopes", "clients", "identities"}, f"{where}.match")
     clients, identities = _clients(reader, match, where)
     incoming, outgoing = _voice(reader, table, where)
     return Rule(
         name=name,
         match_claims=_match_claims(reader, match, where),
+        match_scopes=(
+            reader.strings(match["scopes"], f"{where}.match.scopes", what="scopes")
+            if "scopes" in match
+            else ()
+        ),
         match_clients=clients,
         match_identities=identities,
         rooms=_rooms(reader, table, where),
@@ -190,14 +220,37 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
 
 def _match_claims(
     reader: TableReader, match: Mapping[str, object], where: str
-) -> dict[str, ClaimValue]:
-    claims: dict[str, ClaimValue] = {}
-    for claim, expected in reader.table(match.get("claims", {}), f"{where}.match.claims").items():
+) -> dict[str, Expected]:
+    """Claim paths and what they must hold; ``a.b = 1`` (a nested table in TOML) is the
+    path ``a.b``, a quoted ``"https://x.io/roles"`` the top-level name."""
+    claims: dict[str, Expected] = {}
+    table = reader.table(match.get("claims", {}), f"{where}.match.claims")
+    for path, expected in _flattened(table):
         if isinstance(expected, str | int | bool):
-            claims[claim] = expected
+            claims[path] = expected
+        elif (
+            isinstance(expected, list)
+            and expected
+            and all(isinstance(item, str | int | bool) for item in expected)
+        ):
+            claims[path] = tuple(expected)
         else:
-            reader.problem(f"{where}.match.claims.{claim} must be a string, integer or boolean")
+            reader.problem(
+                f"{where}.match.claims.{path} must be a string, integer, boolean or a "
+                "list of them (any of)"
+            )
     return claims
+
+
+def _flattened(table: Mapping[str, object], above: str = "") -> list[tuple[str, object]]:
+    found: list[tuple[str, object]] = []
+    for key, value in table.items():
+        path = f"{above}.{key}" if above else key
+        if isinstance(value, dict) and value:  # an empty table is a mistake: reported
+            found += _flattened(value, path)
+        else:
+            found.append((path, value))
+    return found
 
 
 def _clients(
@@ -213,8 +266,8 @@ def _clients(
             "of strings (identities may use * wildcards)"
         )
         return (), ()
-    if "claims" in match:
-        reader.problem(f"{where}.match: a rule for clients cannot match claims too")
+    if "claims" in match or "scopes" in match:
+        reader.problem(f"{where}.match: a rule for clients cannot match claims or scopes too")
     return tuple(clients), tuple(identities)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.audit import AuditRecord, Recorder
+from service.callers.identities import base_identity
 from service.limits import Budgets
 from service.state import Admission, RefusalKind, Refused, StateStore
 from service.voice.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
@@ -48,6 +49,7 @@ class VoiceCalls:
         budgets: Budgets,
         store: StateStore,
         recorder: Recorder,
+        identity_prefixes: tuple[str, ...] = (),
     ) -> None:
         self._dial_policy = dial_policy
         self._incoming = incoming
@@ -55,6 +57,7 @@ class VoiceCalls:
         self._budgets = budgets
         self._store = store
         self._recorder = recorder
+        self._prefixes = identity_prefixes
 
     def __repr__(self) -> str:
         return "VoiceCalls()"
@@ -73,9 +76,9 @@ class VoiceCalls:
             Admission(
                 at=record.at,
                 pauses=("all", "voice_outgoing"),
-                revocations=(f"identity:{identity}",),
+                revocations=self._subjects(identity),
                 # revoked unless the identity signed in again since: its latest Voice token's
-                sign_in_of=f"identity:{identity}",
+                sign_in_of=self._subjects(identity)[-1],
                 spends=self._budgets.call_spends(identity),
                 record=line,
             )
@@ -102,6 +105,19 @@ class VoiceCalls:
         subject = f"identity:{identity}"
         admission = Admission(at=self._recorder.now(), revocations=(subject,), sign_in_of=subject)
         return isinstance(self._store.admit(admission), Refused)
+
+    def _subjects(self, identity: str) -> tuple[str, ...]:
+        """The revocation subjects of a Voice identity: itself, and the identity of the
+        subject it was made from (what an operator revokes); the latter last."""
+        base = base_identity(identity, self._prefixes)
+        return (
+            (f"identity:{identity}",)
+            if base == identity
+            else (
+                f"identity:{identity}",
+                f"identity:{base}",
+            )
+        )
 
     def _refused(self, call: CallRequest, reason: str, identity: str | None) -> str:
         self._recorder.record(self._record(call, reason, identity))

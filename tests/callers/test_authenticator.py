@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.callers import Authenticator
+from service.callers import Authenticator, Provider
 from service.callers.oidc import oidc_verifier
 from service.errors import AuthenticationFailed
 from tests import support
@@ -22,7 +22,7 @@ def test_verified_caller_is_cached_until_exp_only(
 ) -> None:
     now = [datetime.now(UTC)]
     verifier = oidc_verifier(support.oidc_settings(jwks.url))
-    authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: now[0])
+    authenticator = Authenticator([Provider(verifier)], identity_claim="sub", clock=lambda: now[0])
     exp = int(now[0].timestamp()) + 120
     token = support.sign(support.caller_claims(exp=exp), keys.rsa_private, "RS256", "rsa-1")
     first = authenticator.authenticate(f"Bearer {token}")
@@ -37,7 +37,7 @@ def test_identity_claim_must_be_a_non_empty_string(
     keys: support.Keys, jwks: support.JwksServer
 ) -> None:
     authenticator = Authenticator(
-        [oidc_verifier(support.oidc_settings(jwks.url))],
+        [Provider(oidc_verifier(support.oidc_settings(jwks.url)))],
         identity_claim="email",
         clock=lambda: datetime.now(UTC),
     )

@@ -11,7 +11,7 @@ from click.testing import Result
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service.callers import Authenticator
+from service.callers import Authenticator, Provider
 from service.callers.dev_issuer import DevIssuer
 from service.errors import AuthenticationFailed
 from tests import support
@@ -26,7 +26,9 @@ def test_dev_issuer_tokens_verify_and_keep_their_key(
     assert (tmp_path / "issuer-key.pem").stat().st_mode & 0o777 == 0o600
     now = datetime.now(UTC)
     token = issuer.session_token("carol", {"roles": "agent"}, now)
-    authenticator = Authenticator([again.verifier()], identity_claim="sub", clock=lambda: now)
+    authenticator = Authenticator(
+        [Provider(again.verifier())], identity_claim="sub", clock=lambda: now
+    )
     caller = authenticator.authenticate(f"Bearer {token}")
     assert caller.identity == "carol"
     assert caller.claims["roles"] == "agent"

@@ -14,9 +14,9 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service.callers import Authenticator
+from service.callers import Authenticator, Provider
 from service.callers.fetch import DEADLINE_SECONDS
-from service.callers.jwks import COOLDOWN_SECONDS
+from service.callers.jwks import COOLDOWN_SECONDS, LIFESPAN_SECONDS
 from service.callers.oidc import oidc_verifier
 from service.errors import AuthenticationFailed, Unavailable
 from tests import support
@@ -30,14 +30,34 @@ def test_unknown_kid_flood_fetches_the_jwks_at_most_once_per_cooldown(
     for number in range(50):
         response = post(support.VIDEO, caller_token(kid=f"unknown-{number}"))
         assert response.status_code == 401
-    assert jwks.fetches == 1  # the first fetch was within the cooldown: no refresh at all
+    assert jwks.fetches == 2  # the first unknown kid fetched once; the other 49 wait
+
+
+def test_a_key_rotated_in_works_on_its_first_token_however_recent_the_last_fetch(
+    post: support.Post,
+    caller_token: support.Token,
+    keys: support.Keys,
+    jwks: support.JwksServer,
+    clock: support.FakeClock,
+) -> None:
+    assert post(support.VIDEO, caller_token()).status_code == 200  # the first load
+    clock.advance(LIFESPAN_SECONDS)
+    assert post(support.VIDEO, caller_token()).status_code == 200  # due: a routine refresh
+    assert support.eventually(lambda: jwks.fetches == 2)
+    document = keys.jwks()
+    document["keys"].append({**document["keys"][0], "kid": "rsa-rotated"})
+    jwks.document = document
+    assert post(support.VIDEO, caller_token(kid="rsa-rotated")).status_code == 200
+    assert jwks.fetches == 3  # neither the load nor the refresh held the new key back
 
 
 def test_unknown_kid_refreshes_after_the_cooldown(
     keys: support.Keys, jwks: support.JwksServer
 ) -> None:
     verifier = oidc_verifier(support.oidc_settings(jwks.url), cooldown_seconds=0.0)
-    authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
+    authenticator = Authenticator(
+        [Provider(verifier)], identity_claim="sub", clock=lambda: datetime.now(UTC)
+    )
     token = support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
     authenticator.authenticate(f"Bearer {token}")
     stranger = support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rotated-in")
@@ -48,7 +68,9 @@ def test_unknown_kid_refreshes_after_the_cooldown(
 
 def test_rotated_key_is_picked_up(keys: support.Keys, jwks: support.JwksServer) -> None:
     verifier = oidc_verifier(support.oidc_settings(jwks.url), cooldown_seconds=0.0)
-    authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
+    authenticator = Authenticator(
+        [Provider(verifier)], identity_claim="sub", clock=lambda: datetime.now(UTC)
+    )
     authenticator.authenticate(
         "Bearer " + support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
     )
@@ -64,7 +86,9 @@ def test_rotated_key_is_picked_up(keys: support.Keys, jwks: support.JwksServer) 
 
 def test_unreachable_jwks_is_unavailable_not_unauthorized(keys: support.Keys) -> None:
     verifier = oidc_verifier(support.oidc_settings("http://127.0.0.1:9/jwks.json"))
-    authenticator = Authenticator([verifier], identity_claim="sub", clock=lambda: datetime.now(UTC))
+    authenticator = Authenticator(
+        [Provider(verifier)], identity_claim="sub", clock=lambda: datetime.now(UTC)
+    )
     token = support.sign(support.caller_claims(), keys.rsa_private, "RS256", "rsa-1")
     with pytest.raises(Unavailable):
         authenticator.authenticate(f"Bearer {token}")

@@ -23,7 +23,7 @@ def test_strict_exits_with_every_problem(
     assert exited.value.code == loading.EXIT_CONFIGURATION
     error = capsys.readouterr().err
     assert "TWILIO_ACCOUNT_SID is required" in error
-    assert "OIDC_ISSUER is required" in error
+    assert "policy file 'policy.toml' cannot be read" in error
     assert loading.load(strict=False) is None
 
 

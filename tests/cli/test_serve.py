@@ -180,7 +180,7 @@ def test_serve_refuses_to_start_with_bad_configuration(
 ) -> None:
     result = cli("serve", env={**environ, "OIDC_ISSUER": ""})
     assert result.exit_code == 2
-    assert "OIDC_ISSUER is required in production" in result.output
+    assert "OIDC_ISSUER (or [[providers]] in the policy) is required in production" in result.output
 
 
 def test_sqlite_state_refuses_several_workers(cli: Callable[..., Result]) -> None:

@@ -20,7 +20,13 @@ def test_readyz_names_its_checks(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     body = response.get_json()
-    assert body["checks"] == {"settings": "ok", "policy": "ok", "signing_key": "ok", "state": "ok"}
+    assert body["checks"] == {
+        "settings": "ok",
+        "policy": "ok",
+        "signing_key": "ok",
+        "state": "ok",
+        "identity_provider": "ok",
+    }
     assert body["paused"] is False
 
 

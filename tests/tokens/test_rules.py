@@ -70,6 +70,44 @@ def test_claim_matching_is_type_exact() -> None:
     assert isinstance(policy.decide("u", {"verified": "true"}, TokenRequest(sync=True)), Denied)
 
 
+def _matches(match: str, claims: dict[str, object]) -> bool:
+    policy = Policy.from_toml(f'[[rules]]\nname="r"\nmatch={match}\nsync=true\n').tokens
+    return isinstance(policy.decide("u", claims, TokenRequest(sync=True)), Allowed)
+
+
+@pytest.mark.parametrize(
+    ("match", "claims", "matched"),
+    [
+        # a dotted path into nested claims, written either way in TOML
+        ("{claims={realm_access.roles='agent'}}", {"realm_access": {"roles": ["agent"]}}, True),
+        ("{claims={realm_access={roles='agent'}}}", {"realm_access": {"roles": ["agent"]}}, True),
+        ("{claims={realm_access.roles='agent'}}", {"realm_access": {"roles": ["user"]}}, False),
+        ("{claims={realm_access.roles='agent'}}", {"realm_access": ["agent"]}, False),
+        # an exact top-level name (with dots of its own) wins over a path
+        ("{claims={'https://x.io/roles'='agent'}}", {"https://x.io/roles": ["agent"]}, True),
+        ("{claims={'a.b'='top'}}", {"a.b": "top", "a": {"b": "nested"}}, True),
+        ("{claims={'a.b'='nested'}}", {"a.b": "top", "a": {"b": "nested"}}, False),
+        # a list of values: any one will do
+        ("{claims={role=['agent','admin']}}", {"role": "admin"}, True),
+        ("{claims={role=['agent','admin']}}", {"role": ["user", "agent"]}, True),
+        ("{claims={role=['agent','admin']}}", {"role": "user"}, False),
+        # booleans are booleans
+        ("{claims={is_anonymous=false}}", {"is_anonymous": False}, True),
+        ("{claims={is_anonymous=false}}", {}, False),
+        # scopes: every one named, from the scope string or the scp list
+        ("{scopes=['twilio:voice']}", {"scope": "openid twilio:voice"}, True),
+        ("{scopes=['twilio:voice']}", {"scp": ["openid", "twilio:voice"]}, True),
+        ("{scopes=['twilio:voice','b']}", {"scope": "twilio:voice"}, False),
+        ("{scopes=['twilio:voice']}", {"scope": "twilio:voice-admin"}, False),
+        ("{scopes=['twilio:voice']}", {"scopes": "twilio:voice"}, False),
+    ],
+)
+def test_claims_and_scopes_match_as_documented(
+    match: str, claims: dict[str, object], matched: bool
+) -> None:
+    assert _matches(match, claims) is matched
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -88,7 +126,10 @@ def test_claim_matching_is_type_exact() -> None:
         ('[[rules]]\nname="r"\nvoice={incoming="yes"}', "true or false"),
         ('[[rules]]\nname="r"\nchat="yes"', "true or false"),
         ('[[rules]]\nname="r"\nmax_ttl=7200', "only tightens"),
-        ('[[rules]]\nname="r"\nmatch={claims={roles=["a"]}}', "match.claims.roles"),
+        ('[[rules]]\nname="r"\nmatch={claims={roles=[]}}', "match.claims.roles"),
+        ('[[rules]]\nname="r"\nmatch={claims={realm_access={}}}', "match.claims.realm_access"),
+        ('[[rules]]\nname="r"\nmatch={claims={a=[{b=1}]}}', "match.claims.a"),
+        ('[[rules]]\nname="r"\nmatch={scopes="twilio:voice"}', "match.scopes"),
         ('[[rules]]\nname="r"\nmatch={ip="1.2.3.4"}', "unknown key 'ip'"),
         ('[[rules]]\nname="r"\n[[rules]]\nname="r"', "used twice"),
         ("[[rules]]\nsync=true", "name"),

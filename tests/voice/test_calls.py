@@ -162,3 +162,31 @@ def test_one_revocation_rule_for_tokens_and_calls(
     )
     assert post(voice_grant, signed_in_again, to=voice).status_code == 200
     assert "<Dial" in call_once(3)  # a new sign-in: tokens and calls alike
+
+
+def test_a_subject_made_voice_safe_calls_and_is_revoked_by_its_subject(
+    voice: FlaskClient,
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+    audit_stream: io.StringIO,
+) -> None:
+    subject = "6f1c2a9e-3b4d-4e5f-8a6b-7c8d9e0f1a2b"
+    identity = subject.replace("-", "_x2d_")
+    signed_in = int(time.time()) - 600
+    session = caller_token(sub=subject, roles="agent", auth_time=signed_in)
+    voice_grant: dict[str, object] = {"grants": {"voice": {}}}
+
+    def call_once(number: int) -> str:
+        params = {"From": f"client:{identity}", "To": "+15551234567", "CallSid": f"CA{number:032x}"}
+        return support.call(voice, params).get_data(as_text=True)
+
+    response = post(voice_grant, session, to=voice)
+    assert response.get_json()["identity"] == identity
+    assert "<Dial" in call_once(1)
+    cli("revoke", "--identity", subject, check=True)  # the subject, as the provider knows it
+    support.assert_problem(post(voice_grant, session, to=voice), 403, "revoked")
+    assert "<Dial" not in call_once(2)
+    records = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    assert records[-1]["reason"] == "caller identity is revoked"
+    assert records[0]["subject"] == subject  # the audit keeps who it was
