@@ -83,9 +83,13 @@ def test_revoked_client_app(
     post: support.Post,
 ) -> None:
     web, ios = caller_token(azp="web-app"), caller_token(sub="carol", client_id="ios-app")
+    okta = caller_token(sub="dave", cid="okta-app")  # Okta names the app in cid
     cli("revoke", "--client", "web-app", check=True)
     support.assert_problem(post(support.VIDEO, web), 403, "revoked")
     assert post(support.VIDEO, ios).status_code == 200
+    assert post(support.VIDEO, okta).status_code == 200
+    cli("revoke", "--client", "okta-app", check=True)
+    support.assert_problem(post(support.VIDEO, okta), 403, "revoked")
 
 
 def test_revoke_needs_exactly_one_subject(cli: Callable[..., Result]) -> None:
