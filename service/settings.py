@@ -10,11 +10,13 @@ secret or SID (the Docker and Kubernetes secrets convention).
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal, TypeVar, cast
 
+from service import probe
 from service import variables as parse
 from service.errors import ConfigurationError
 from service.state.store import Retention
@@ -106,7 +108,7 @@ TRUSTED_PROXIES: Variable[tuple[parse.Network, ...]] = Variable(
 CORS_ORIGINS: Variable[tuple[str, ...]] = Variable("BROKER_CORS_ORIGINS", parse.origins, ())
 METRICS_TOKEN = Variable("BROKER_METRICS_TOKEN", _optional(parse.secret()), None, secret=True)
 PUBLIC_URL = Variable("BROKER_PUBLIC_URL", _optional(parse.http_url), None)
-BIND = Variable("BROKER_BIND", parse.bind_address, "127.0.0.1:8000")
+BIND = Variable(probe.BIND_VARIABLE, parse.bind_address, probe.DEFAULT_BIND)
 DEV_DIR = Variable("BROKER_DEV_DIR", parse.path, Path("var/dev"))
 
 #: Every variable the broker reads, in the order .env.example documents them.
@@ -275,12 +277,14 @@ class VariableReader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.problems: list[str] = []
+        #: variables whose ``_FILE`` was given but not read (said once, not also "required")
+        self._unreadable: set[str] = set()
 
     def __call__(self, variable: Variable[T]) -> T:
         """The variable's value; its default (and a problem) when missing or malformed."""
         value = self.text(variable)
         if value is None:
-            if variable.required:
+            if variable.required and variable.name not in self._unreadable:
                 alternative = f" (or {variable.name}_FILE)" if variable.secret else ""
                 self.problems.append(f"{variable.name} is required{alternative}")
             return variable.default
@@ -309,10 +313,31 @@ class VariableReader:
         if not file_name:
             return direct or None
         try:
-            return Path(file_name).read_text(encoding="utf-8").strip() or None
-        except (OSError, UnicodeDecodeError):
-            self.problems.append(f"{name}_FILE names a file that cannot be read")
+            found = Path(file_name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            self._unreadable.add(name)
+            self.problems.append(f"{name}_FILE names a file that cannot be read: {_why(error)}")
             return None
+        if not found:
+            self._unreadable.add(name)
+            self.problems.append(f"{name}_FILE names an empty file")
+        return found or None
+
+
+def _why(error: OSError | UnicodeDecodeError) -> str:
+    """Why a secret's file was not read, and what to do; never its content."""
+    if isinstance(error, PermissionError):
+        return (
+            f"permission denied to this process (uid {os.getuid()}, gid {os.getgid()}): make "
+            "the file readable by it (in the image: owned by 10001, mode 0400)"
+        )
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return error.strerror or type(error).__name__
 
 
 def _oidc(read: VariableReader) -> IdentityProvider | None:

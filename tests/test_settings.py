@@ -98,7 +98,13 @@ def test_secret_file_problems(environ: dict[str, str], tmp_path: Path) -> None:
     assert any("both set" in p for p in both)
     environ.pop("TWILIO_API_KEY_SECRET")
     unreadable = problems_of({**environ, "TWILIO_API_KEY_SECRET_FILE": str(tmp_path / "absent")})
-    assert any("cannot be read" in p for p in unreadable)
+    assert "TWILIO_API_KEY_SECRET_FILE names a file that cannot be read: no such file" in unreadable
+    assert not any("is required" in p for p in unreadable)  # it was given: said once, rightly
+    directory = problems_of({**environ, "TWILIO_API_KEY_SECRET_FILE": str(tmp_path)})
+    assert any("cannot be read: it is a directory" in p for p in directory)
+    (tmp_path / "empty").write_text("\n")
+    empty = problems_of({**environ, "TWILIO_API_KEY_SECRET_FILE": str(tmp_path / "empty")})
+    assert "TWILIO_API_KEY_SECRET_FILE names an empty file" in empty
 
 
 def test_production_refuses_the_development_issuer(environ: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from service import probe
 from service.cli import client_keys, operators, serve, twilio_keys
 
 
@@ -20,7 +21,7 @@ def main() -> None:
 for _command in (
     serve.serve,
     serve.check_config,
-    serve.healthcheck,
+    probe.healthcheck,
     serve.dev_session,
     serve.inspect,
     operators.pause,

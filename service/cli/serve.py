@@ -1,4 +1,5 @@
-"""Commands for running and developing: serve, check-config, healthcheck, dev-session, inspect."""
+"""Commands for running and developing: serve, check-config, dev-session, inspect (and
+healthcheck, in ``service.probe``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import urllib.request
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,15 @@ def serve(
     if configuration.settings.profile == "dev":
         click.echo(_dev_banner(configuration, bind), err=True)
     # prometheus_client reads this variable when first imported: set it before the import.
-    metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")
+    try:
+        metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")
+    except OSError:
+        fail(
+            [
+                "no writable temporary directory (metrics and worker heartbeats live there): "
+                "with docker run --read-only, add --tmpfs /tmp"
+            ]
+        )
     os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = metrics_directory
     from service.server import run  # imports the app, gunicorn and prometheus_client
 
@@ -123,22 +130,6 @@ def serve(
         )
     finally:
         shutil.rmtree(metrics_directory, ignore_errors=True)
-
-
-@click.command("healthcheck")
-@click.option("--bind", default=BIND.default, envvar=BIND.name, help="As given to serve.")
-def healthcheck(bind: str) -> None:
-    """Exit 0 when the local server answers /healthz (the container's HEALTHCHECK)."""
-    host, _, port = bind.rpartition(":")
-    host = "127.0.0.1" if host in ("", "0.0.0.0") else host.strip("[]")  # noqa: S104  # a bind-all address, not a bind
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            healthy = response.status == HTTPStatus.OK
-    except OSError:
-        healthy = False
-    click.echo("healthy" if healthy else "unhealthy")
-    sys.exit(0 if healthy else EXIT_NO)
 
 
 def _dev_banner(configuration: Configuration, bind: str) -> str:
