@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,7 +407,8 @@ def test_a_rebuild_after_a_source_change_reuses_the_dependency_layer(
     try:
         engine.build(context, tag)
         init = context / "service" / "__init__.py"
-        init.write_text(init.read_text() + "# a change to the source\n")
+        # a change never built before (the engine's build cache outlives test runs)
+        init.write_text(init.read_text() + f"# a change to the source: {uuid.uuid4()}\n")
         output = engine.build(context, tag)
     finally:
         engine.docker("image", "rm", "--force", tag, check=False)
