@@ -20,7 +20,7 @@ from service.errors import register_error_handlers
 from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
 from service.http.proxies import TrustedProxies
 from service.metrics import MULTIPROCESS_DIRECTORY, Metrics
-from service.state import open_store
+from service.state import open_store, open_trail
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
 from service.tokens.request import MAX_BODY_BYTES
@@ -52,8 +52,11 @@ def create_app(
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
 
     store = open_store(settings.state_url, retention=settings.retention)
+    trail = open_trail(settings.audit_url, store, retention=settings.retention)
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
-    audit = AuditLog(store, audit_stream, ipv6_prefix=settings.ipv6_prefix)
+    audit = AuditLog(
+        trail, audit_stream, ipv6_prefix=settings.ipv6_prefix, in_admission=trail is store
+    )
     recorder = Recorder(audit, metrics, clock)
     budgets = policy.all_budgets()
     keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
@@ -64,6 +67,7 @@ def create_app(
         minter=Minter(keys.current, Services.from_settings(settings)),
         push_names=frozenset(settings.push_credentials),
         store=store,
+        trail=None if trail is store else trail,
         recorder=recorder,
         ipv6_prefix=settings.ipv6_prefix,
         # As far as the identity provider's clock may be off from ours: its leeway.
@@ -93,6 +97,7 @@ def create_app(
             clock,
         ),
         usage_alerts=UsageAlerts(store=store, scope=policy.usage.alert_pauses, recorder=recorder),
+        resources=(store,) if trail is store else (store, trail),
     )
     _attach_request_hooks(app, metrics)
     transport.init_app(app, settings)

@@ -5,12 +5,13 @@ operator's action), the caller, what was asked or given and why it was refused; 
 a fingerprint of an issued token, never the token, a bearer credential or a secret.
 
 Every record is one JSON line on standard error, written first, for log collectors. The
-durable trail in the state store keeps one record for each token issued, call allowed
-and operator action, stored before the effect: if it cannot be stored, nothing happens
-(``Unavailable``). Refusals of callers that never authenticated are kept as aggregates,
-one per client network, decision and code a minute, with a count: a flood of junk adds
-a few rows, not one per request. Other refusals are stored one each, best effort: a
-refusal keeps its own status when the store is down.
+durable trail (in the state store, or in PostgreSQL with ``BROKER_AUDIT_URL``) keeps one
+record for each token issued, call allowed and operator action, stored before the
+effect: if it cannot be stored, nothing happens (``Unavailable``). Refusals of callers
+that never authenticated are kept as aggregates, one per client network, decision and
+code a minute, with a count: a flood of junk adds a few rows, not one per request.
+Other refusals are stored one each, best effort: a refusal keeps its own status when
+the store is down.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from service.addresses import address_key
 from service.clock import Clock
 from service.errors import Unavailable
-from service.state import StateStore
+from service.state import AuditTrail
 
 if TYPE_CHECKING:
     # Only for the annotation: the command line imports this module, and must not import
@@ -103,9 +104,17 @@ class AuditLog:
     """Writes each record's line, then stores it (or counts it in an aggregate)."""
 
     def __init__(
-        self, store: StateStore, stream: TextIO | None = None, *, ipv6_prefix: int = 64
+        self,
+        trail: AuditTrail,
+        stream: TextIO | None = None,
+        *,
+        ipv6_prefix: int = 64,
+        in_admission: bool = True,
     ) -> None:
-        self._store = store
+        self._trail = trail
+        #: True when the trail is the state store: a durable record goes in with its
+        #: admission (one step); else it is written right after (``keep``).
+        self.in_admission = in_admission
         self._stream = stream
         self._ipv6_prefix = ipv6_prefix
         self._lock = threading.Lock()
@@ -122,12 +131,18 @@ class AuditLog:
         if record.unauthenticated_refusal:
             self._count(record)
         elif record.decision in DURABLE:
-            self._store.append_audit(record.at, record.to_json())
+            self._trail.append_audit(record.at, record.to_json())
         else:
             try:
-                self._store.append_audit(record.at, record.to_json())
+                self._trail.append_audit(record.at, record.to_json())
             except Unavailable:
-                log.warning("audit record not stored: the state store cannot be reached")
+                log.warning("audit record not stored: the audit trail cannot be reached")
+
+    def keep(self, at: datetime, line: str) -> None:
+        """Store a durable record the admission did not (a trail of its own); raises
+        ``Unavailable``."""
+        if not self.in_admission:
+            self._trail.append_audit(at, line)
 
     def log(self, line: str) -> None:
         """The record's JSON line on the stream (standard error by default)."""
@@ -162,11 +177,11 @@ class AuditLog:
         if not counts:
             return
         try:
-            self._store.count_refusals(counts)
+            self._trail.count_refusals(counts)
         except Unavailable:
             with self._lock:
                 self._refusals.update(counts)
-            log.warning("refusal counts not stored yet: the state store cannot be reached")
+            log.warning("refusal counts not stored yet: the audit trail cannot be reached")
 
 
 class Recorder:
@@ -185,8 +200,15 @@ class Recorder:
         self._audit.record(record)
         self._count(record)
 
+    @property
+    def in_admission(self) -> bool:
+        """Whether a durable record goes into the state store with its admission."""
+        return self._audit.in_admission
+
     def stored(self, record: AuditRecord, line: str) -> None:
-        """A record the state store kept with its admission: log and count it."""
+        """A record admitted with its request: stored (here, when the trail is a database
+        of its own; raises ``Unavailable``), then logged and counted."""
+        self._audit.keep(record.at, line)
         self._audit.log(line)
         self._count(record)
 

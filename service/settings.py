@@ -96,6 +96,9 @@ OIDC_REQUIRED_TYP = Variable("OIDC_REQUIRED_TYP", _optional(parse.text), None)
 POLICY_FILE = Variable("BROKER_POLICY_FILE", parse.path, Path("policy.toml"))
 CLIENT_KEYS_FILE = Variable("BROKER_CLIENT_KEYS_FILE", _optional(parse.path), None)
 STATE_URL = Variable("BROKER_STATE_URL", parse.state_url, "sqlite:///var/broker.sqlite3")
+#: The durable audit trail in PostgreSQL; unset: in the state store. It may hold a
+#: password: a secret (also as BROKER_AUDIT_URL_FILE).
+AUDIT_URL = Variable("BROKER_AUDIT_URL", _optional(parse.database_url), None, secret=True)
 AUDIT_RETENTION_DAYS = Variable("BROKER_AUDIT_RETENTION_DAYS", parse.whole_number(1, 3650), 30)
 AUDIT_MAX_RECORDS = Variable(
     "BROKER_AUDIT_MAX_RECORDS", parse.whole_number(1000, 100_000_000), 1_000_000
@@ -135,6 +138,7 @@ VARIABLES: tuple[Variable[object], ...] = (
     POLICY_FILE,
     CLIENT_KEYS_FILE,
     STATE_URL,
+    AUDIT_URL,
     AUDIT_RETENTION_DAYS,
     AUDIT_MAX_RECORDS,
     REVOCATION_DAYS,
@@ -197,6 +201,8 @@ class Settings:
     policy_file: Path
     client_keys_file: Path | None
     state_url: str
+    #: the audit trail's database (PostgreSQL), when not the state store
+    audit_url: str | None = field(repr=False)
     #: the proxies whose X-Forwarded-For/-Proto are believed, when they are the peer
     trusted_proxies: tuple[parse.Network, ...]
     cors_origins: tuple[str, ...]
@@ -253,6 +259,7 @@ class Settings:
             policy_file=read(POLICY_FILE),
             client_keys_file=read(CLIENT_KEYS_FILE),
             state_url=read(STATE_URL),
+            audit_url=read(AUDIT_URL),
             trusted_proxies=read(TRUSTED_PROXIES),
             cors_origins=read(CORS_ORIGINS),
             metrics_token=read(METRICS_TOKEN),

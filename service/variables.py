@@ -154,6 +154,14 @@ def origins(value: str) -> tuple[str, ...]:
     return found
 
 
+def database_url(value: str) -> str:
+    """A PostgreSQL URL (``postgresql://user:password@host:5432/database``)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path:
+        raise ValueError("must be a postgresql://HOST/DATABASE URL")
+    return value
+
+
 def state_url(value: str) -> str:
     if urlsplit(value).scheme not in STATE_SCHEMES:
         raise ValueError("must be a sqlite:/// or redis:// URL")

@@ -10,7 +10,7 @@ thread. Three bounds keep that memory in hand:
 - one client network may hold at most ``connections // ADDRESS_SHARE`` connections of
   a worker, so one client cannot fill the worker's ``worker_connections``.
 
-gevent patches the standard library in ``service.cli.launcher`` before anything imports
+gevent patches the standard library in ``service.launcher`` before anything imports
 it; this module is imported only by a serving process.
 """
 

@@ -12,10 +12,12 @@ import io
 import json
 import os
 import shutil
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from click.testing import CliRunner, Result
@@ -27,7 +29,7 @@ from service import create_app
 from service.cli import main
 from service.configuration import Configuration, load_configuration
 from service.policy_file import Policy
-from service.state import Retention, StateStore, open_store
+from service.state import AuditTrail, Retention, StateStore, open_store, open_trail
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import TokenRequest
 from tests import support
@@ -84,6 +86,60 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.R
     server.start()
     yield server
     server.stop()
+
+
+#: The PostgreSQL server the tests use (the machine's; a database of their own in it).
+POSTGRES_URL = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A database of the tests' own on the PostgreSQL server, dropped at the end; its URL.
+    Under CI a missing server fails, never skips."""
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    name = f"token_broker_test_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The tests' database, emptied of the broker's tables for one test."""
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS token_broker_audit, token_broker_refusals")
+    return postgres_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.RedisCluster]:
+    """A Redis Cluster of the tests' own (three masters, three replicas)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server and redis-cli are needed; CI must install them")
+        pytest.skip("redis-server or redis-cli is not installed")
+    cluster = support.RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: support.RedisCluster) -> str:
+    """The cluster, emptied for one test."""
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture
@@ -222,12 +278,33 @@ def twilio() -> Iterator[FakeTwilio]:
         yield fake
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
-    """Each state store in turn, empty."""
-    if request.param == "sqlite":
-        return open_store(f"sqlite:///{tmp_path}/state.db", retention=Retention())
-    return open_store(request.getfixturevalue("redis_url"), retention=Retention())
+STORES = {"sqlite": None, "redis": "redis_url", "redis_cluster": "cluster_url"}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """Each state store in turn, empty: SQLite, Redis, and a Redis Cluster."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    if STORES[request.param] is not None:
+        url = request.getfixturevalue(str(STORES[request.param]))
+    found = open_store(url, retention=Retention())
+    yield found
+    found.close()
+
+
+@pytest.fixture(params=[*sorted(STORES), "postgres"])
+def trail(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditTrail]:
+    """Each place the durable audit trail may be kept, empty: each state store, and
+    PostgreSQL (``BROKER_AUDIT_URL``)."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    if STORES.get(request.param) is not None:
+        url = request.getfixturevalue(str(STORES[request.param]))
+    store = open_store(url, retention=Retention())
+    audit_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    found = open_trail(audit_url, store, retention=Retention())
+    yield found
+    found.close()
+    store.close()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ can use the same servers and polling.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -395,6 +396,8 @@ class RedisServer:
     port: int
     directory: str
     process: subprocess.Popen[bytes] | None = None
+    #: more redis-server options (a cluster node's)
+    options: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -417,6 +420,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.directory,
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -437,6 +441,113 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise ServerNotHealthy("no free port pair for a cluster node")
+
+
+@dataclass
+class RedisCluster:
+    """A real Redis Cluster on loopback: three masters, a replica each, owned by the tests.
+    ``kill`` stops a node by its PID (a master's replica takes over)."""
+
+    directory: Path
+    nodes: list[RedisServer] = field(default_factory=list)
+    #: how long a silent master takes to be failed over (milliseconds)
+    node_timeout: int = 1500
+
+    @property
+    def url(self) -> str:
+        live = next(node for node in self.nodes if node.process is not None)
+        return f"redis+cluster://127.0.0.1:{live.port}"
+
+    def start(self) -> None:
+        for index in range(6):
+            folder = self.directory / f"node{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            node = RedisServer(cluster_port(), str(folder))
+            node.options = (
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"{folder}/nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout),
+            )
+            node.start()
+            self.nodes.append(node)
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        if not eventually(self.healthy, within=30.0):
+            raise ServerNotHealthy("the Redis Cluster did not come up")
+
+    def command(self, node: RedisServer, *arguments: str) -> str:
+        result = subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "-p", str(node.port), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return result.stdout
+
+    def healthy(self) -> bool:
+        """Every live node sees the cluster ok, and every replica has synced its master."""
+        live = [node for node in self.nodes if node.process is not None]
+        return all(
+            "cluster_state:ok" in self.command(node, "cluster", "info")
+            and "master_link_status:down" not in self.command(node, "info", "replication")
+            for node in live
+        )
+
+    def masters(self) -> list[RedisServer]:
+        return [
+            node
+            for node in self.nodes
+            if node.process is not None
+            and "role:master" in self.command(node, "info", "replication")
+        ]
+
+    def flush(self) -> None:
+        for node in self.masters():
+            self.command(node, "flushall")
+
+    def keys_by_master(self) -> dict[int, int]:
+        """How many keys each master holds (by port)."""
+        return {
+            node.port: int(self.command(node, "dbsize").strip() or 0) for node in self.masters()
+        }
+
+    def kill(self, node: RedisServer) -> None:
+        node.stop()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -522,3 +633,72 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         )
     )
     return certfile, keyfile
+
+
+class TcpProxy:
+    """A TCP relay on a free loopback port to ``target_port``, for cutting a server off:
+    ``cut`` refuses new connections and severs the open ones (as a crashed database or a
+    lost network would), ``restore`` relays again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cut()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, []
+        for open_socket in [listener, *sockets]:
+            if open_socket is not None:
+                with contextlib.suppress(OSError):
+                    open_socket.shutdown(socket.SHUT_RDWR)
+                open_socket.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)

@@ -64,3 +64,16 @@ def test_answers_over_tls_on_a_bind_all_address(tmp_path: Path, environ: dict[st
         assert result.exit_code == 1
     finally:
         support.stop_broker(server)
+
+
+def test_the_executable_imports_nothing_before_gevent_patches() -> None:
+    """``token-broker serve`` patches the standard library before ssl, sockets or locks are
+    imported; the light ``healthcheck`` imports none of the broker."""
+    script = (
+        "import sys, service.launcher; "
+        "print(sorted(m for m in ('ssl', 'jwt', 'service.cli', 'flask') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"

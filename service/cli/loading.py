@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from service.configuration import Configuration, load_configuration
 from service.errors import ConfigurationError, TwilioApiError, Unavailable
 from service.settings import Settings
-from service.state import StateStore, open_store
+from service.state import AuditTrail, StateStore, open_store, open_trail
 
 T = TypeVar("T")
 #: exit codes: 1 the answer is "no" (over a threshold, not valid), 2 unusable
@@ -67,12 +67,32 @@ def store_for(settings: Settings, *, create: bool = False) -> StateStore:
     return store
 
 
-def guarded(action: Callable[[], T]) -> T:
-    """Run a state-store action; exit with why when the store cannot be reached."""
+def trail_for(settings: Settings, store: StateStore) -> AuditTrail:
+    """The durable audit trail: ``store``, or the database ``BROKER_AUDIT_URL`` names,
+    answering; else exit with why."""
+    trail = open_trail(settings.audit_url, store, retention=settings.retention)
+    if trail is not store:
+        try:
+            trail.ping()
+        except Unavailable:
+            fail(
+                ["the audit trail (BROKER_AUDIT_URL) cannot be reached"],
+                exit_code=EXIT_UNREACHABLE,
+            )
+    return trail
+
+
+STATE_STORE = "the state store (BROKER_STATE_URL)"
+AUDIT_TRAIL = "the audit trail (BROKER_AUDIT_URL, else the state store)"
+
+
+def guarded(action: Callable[[], T], place: str = STATE_STORE) -> T:
+    """Run an action on the state store (or ``place``); exit with why when it cannot be
+    reached."""
     try:
         return action()
     except Unavailable:
-        fail(["the state store (BROKER_STATE_URL) cannot be reached"], exit_code=EXIT_UNREACHABLE)
+        fail([f"{place} cannot be reached"], exit_code=EXIT_UNREACHABLE)
 
 
 def twilio_call(action: Callable[[], T]) -> T:

@@ -12,6 +12,7 @@ import click
 
 from service.audit import AuditRecord, Decision
 from service.cli.loading import (
+    AUDIT_TRAIL,
     EXIT_NO,
     admin_options,
     fail,
@@ -19,9 +20,11 @@ from service.cli.loading import (
     iso,
     load,
     store_for,
+    trail_for,
     twilio_call,
 )
 from service.clock import system_clock
+from service.settings import Settings
 from service.state import StateStore
 from service.usage.twilio_rest import TwilioUsage
 
@@ -38,8 +41,10 @@ AUDIT_FIELDS = (
 )
 
 
-def _record(store: StateStore, record: AuditRecord) -> None:
-    guarded(lambda: store.append_audit(record.at, record.to_json()))
+def _record(settings: Settings, store: StateStore, record: AuditRecord) -> None:
+    """Store an operator's action in the durable audit trail."""
+    trail = trail_for(settings, store)
+    guarded(lambda: trail.append_audit(record.at, record.to_json()), AUDIT_TRAIL)
 
 
 def _operator(
@@ -72,19 +77,21 @@ def _subject(identity: str | None, client: str | None) -> str:
 @click.option("--reason", required=True, help="Why; shown in /readyz, the audit trail and logs.")
 def pause(reason: str) -> None:
     """Refuse all issuance (503 issuance_paused) on every worker and instance."""
-    store = store_for(load().settings)
+    settings = load().settings
+    store = store_for(settings)
     now = system_clock()
     guarded(lambda: store.pause(reason, now))
-    _record(store, _operator("paused", now, reason=reason))
+    _record(settings, store, _operator("paused", now, reason=reason))
     click.echo(f"issuance paused: {reason}")
 
 
 @click.command("resume")
 def resume() -> None:
     """End a pause."""
-    store = store_for(load().settings)
+    settings = load().settings
+    store = store_for(settings)
     guarded(store.resume)
-    _record(store, _operator("resumed", system_clock()))
+    _record(settings, store, _operator("resumed", system_clock()))
     click.echo("issuance resumed")
 
 
@@ -98,10 +105,11 @@ def resume() -> None:
 def revoke(identity: str | None, client: str | None) -> None:
     """Refuse tokens and calls to every session signed in before now (403 revoked)."""
     subject = _subject(identity, client)
-    store = store_for(load().settings)
+    settings = load().settings
+    store = store_for(settings)
     now = system_clock()
     guarded(lambda: store.revoke(subject, now))
-    _record(store, _operator("revoked", now, identity=identity, client=client))
+    _record(settings, store, _operator("revoked", now, identity=identity, client=client))
     click.echo(f"revoked {subject} for sessions issued before {iso(int(now.timestamp()))}")
 
 
@@ -111,9 +119,12 @@ def revoke(identity: str | None, client: str | None) -> None:
 def unrevoke(identity: str | None, client: str | None) -> None:
     """Lift a revocation."""
     subject = _subject(identity, client)
-    store = store_for(load().settings)
+    settings = load().settings
+    store = store_for(settings)
     found = guarded(lambda: store.unrevoke(subject))
-    _record(store, _operator("unrevoked", system_clock(), identity=identity, client=client))
+    _record(
+        settings, store, _operator("unrevoked", system_clock(), identity=identity, client=client)
+    )
     click.echo(f"unrevoked {subject}" if found else f"{subject} was not revoked")
 
 
@@ -128,18 +139,13 @@ def audit(
 ) -> None:
     """Show the durable audit trail, oldest first."""
     since = system_clock() - _duration(since_text) if since_text else None
-    store = store_for(load().settings)
-    # Filters are applied after reading, so read generously and cut to --limit at the end.
+    settings = load().settings
+    trail = trail_for(settings, store_for(settings))
     lines = guarded(
-        lambda: store.audit_lines(since, limit if not (identity or decision) else 100_000)
+        lambda: trail.audit_lines(since, limit, identity=identity, decision=decision),
+        AUDIT_TRAIL,
     )
     records = [json.loads(line) for line in lines]
-    records = [
-        r
-        for r in records
-        if (identity is None or r.get("identity") == identity)
-        and (decision is None or r.get("decision") == decision)
-    ][-limit:]
     for record in records:
         click.echo(json.dumps(record) if as_json else _audit_line(record))
 

@@ -8,6 +8,7 @@ from flask import Flask
 
 from service.metrics import Metrics
 from service.settings import Settings
+from service.state import AuditTrail
 from service.tokens.issuance import TokenIssuance
 from service.usage.alerts import UsageAlerts
 from service.voice.calls import VoiceCalls
@@ -26,6 +27,13 @@ class Broker:
     calls: VoiceCalls
     webhooks: WebhookGuard
     usage_alerts: UsageAlerts
+    #: what holds connections: the state store, and the audit trail when it is apart
+    resources: tuple[AuditTrail, ...] = ()
+
+    def close(self) -> None:
+        """Let go of every connection (the app is done)."""
+        for resource in self.resources:
+            resource.close()
 
 
 def broker(app: Flask) -> Broker:

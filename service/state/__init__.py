@@ -2,8 +2,9 @@
 
 One interface (``store``), two backends chosen by ``BROKER_STATE_URL``: ``sqlite:///path``
 (embedded; budgets in process, so one worker process) and ``redis://...`` (shared by
-every worker and instance). A store that cannot be reached raises ``Unavailable``:
-issuance fails closed.
+every worker and instance). The durable audit trail is kept by the store, or by
+PostgreSQL when ``BROKER_AUDIT_URL`` names one (``postgres``). A store or trail that
+cannot be reached raises ``Unavailable``: issuance fails closed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from service.errors import ConfigurationError
 from service.state.store import (
     Admission,
     Admitted,
+    AuditTrail,
     Outcome,
     Pause,
     PauseScope,
@@ -27,6 +29,7 @@ from service.state.store import (
 __all__ = [
     "Admission",
     "Admitted",
+    "AuditTrail",
     "Outcome",
     "Pause",
     "PauseScope",
@@ -38,6 +41,7 @@ __all__ = [
     "StateStore",
     "Window",
     "open_store",
+    "open_trail",
 ]
 
 
@@ -56,3 +60,12 @@ def open_store(url: str, *, retention: Retention, create: bool = True) -> StateS
 
         return RedisStore.from_url(url, retention=retention)
     raise ConfigurationError([f"BROKER_STATE_URL scheme is not supported: {url.split(':', 1)[0]}"])
+
+
+def open_trail(audit_url: str | None, store: StateStore, *, retention: Retention) -> AuditTrail:
+    """Where the durable audit trail goes: PostgreSQL at ``audit_url``, else ``store``."""
+    if audit_url is None:
+        return store
+    from service.state.postgres import PostgresTrail
+
+    return PostgresTrail(audit_url, retention=retention)

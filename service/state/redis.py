@@ -24,12 +24,15 @@ from service.errors import ConfigurationError, Unavailable
 from service.state.store import (
     Admission,
     Admitted,
+    FilteringTrail,
     Outcome,
     Pause,
     PauseScope,
     RefusalCounts,
     Refused,
     Retention,
+    Spend,
+    Window,
     newest,
     refusal_line,
 )
@@ -138,6 +141,16 @@ return 0
 """
 
 
+# KEYS: windows of one slot that a refused admission spent. ARGV: the time pushed, how
+# many times. The entries come out again; any trimmed for them were past their windows.
+_REFUND = """
+for _, key in ipairs(KEYS) do
+  redis.call('LREM', key, tonumber(ARGV[2]), ARGV[1])
+end
+return 0
+"""
+
+
 # KEYS: what a request is known by. ARGV: how long to remember them. Returns 0 when any
 # was remembered already (a replay), else remembers them all and returns 1.
 _FIRST_TIME = """
@@ -171,7 +184,7 @@ def window_key(owner: str, budget: str, amount: int, seconds: int) -> str:
     return _tag(owner) + f"w:{budget}:{amount}/{seconds}"
 
 
-class RedisStore:
+class RedisStore(FilteringTrail):
     in_process_limits = False
 
     def __init__(self, client: Any, *, retention: Retention) -> None:
@@ -186,6 +199,8 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, retention: Retention) -> RedisStore:
+        """The store for ``url``; on a Redis Cluster (``redis+cluster://``), one that
+        admits in a step per slot (``ClusterRedisStore``)."""
         storage = storage_from_string(
             url,
             wrap_exceptions=True,
@@ -195,7 +210,10 @@ class RedisStore:
         if not isinstance(storage, Storage) or not hasattr(storage, "get_connection"):
             # an async storage, or one without a Redis client: not for this server
             raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])
-        return cls(storage.get_connection(), retention=retention)
+        client = storage.get_connection()
+        if isinstance(client, redis.RedisCluster):
+            return ClusterRedisStore(client, retention=retention)
+        return cls(client, retention=retention)
 
     def _call(self, operation: str, *arguments: Any, **options: Any) -> Any:
         try:
@@ -204,6 +222,7 @@ class RedisStore:
             raise Unavailable("the Redis state store cannot be reached") from None
 
     def admit(self, admission: Admission) -> Outcome:
+        """Everything in one script, one round trip: every key on this one server."""
         keys = [pause_key(scope) for scope in admission.pauses]
         keys += [revocation_key(subject) for subject in admission.revocations]
         windows = [(spend, window) for spend in admission.spends for window in spend.windows]
@@ -295,7 +314,7 @@ class RedisStore:
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
 
-    def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
+    def _audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         # Stream IDs are Redis's arrival times (ms): "since" is by arrival, a hair after `at`.
         low = int(since.timestamp() * 1000) if since else "-"
         entries = self._call("xrevrange", AUDIT_KEY, "+", low, limit)
@@ -325,6 +344,106 @@ class RedisStore:
 
     def ping(self) -> None:
         self._call("ping")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ClusterRedisStore(RedisStore):
+    """The store on a Redis Cluster, where one script may only touch keys of one slot.
+
+    Each owner's keys share a slot (``{identity:alice}``, ``{ip:...}``), so callers
+    spread over the cluster and only the fleet-wide keys (pause flags, the global
+    budget) share one. An admission takes a step per slot: the switches are read
+    (pause flags, revocations, the caller's sign-in), then each owner's windows are
+    tested and spent by the admission script on that owner's slot; if one refuses, the
+    windows already spent are given back. Concurrent admissions never exceed a budget
+    (each budget is tested and spent in one script); one may be refused for a moment by
+    a spend that is then given back. The audit record (when the store keeps the trail)
+    is appended last, and without it the spends are given back and nothing is admitted.
+    """
+
+    def __init__(self, client: Any, *, retention: Retention) -> None:
+        super().__init__(client, retention=retention)
+        self._refund = client.register_script(_REFUND)
+
+    def __repr__(self) -> str:
+        return "ClusterRedisStore()"
+
+    def admit(self, admission: Admission) -> Outcome:
+        try:
+            return self._admit_in_steps(admission)
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
+
+    def _admit_in_steps(self, admission: Admission) -> Outcome:
+        refused = self._switches(admission)
+        if refused is not None:
+            return refused
+        now = admission.at.timestamp()
+        groups: dict[str, list[tuple[Spend, Window]]] = {}
+        for spend in admission.spends:
+            groups.setdefault(spend.key, []).extend((spend, w) for w in spend.windows)
+        spent: list[list[str]] = []
+        for windows in groups.values():
+            keys = [window_key(s.key, s.budget, w.amount, w.seconds) for s, w in windows]
+            result = self._admit(keys=keys, args=self._arguments(now, windows, admission.cost))
+            if int(result[0]) != 0:
+                self._give_back(spent, now, admission.cost)
+                return _outcome(result, admission, [spend for spend, _ in windows])
+            spent.append(keys)
+        try:
+            self._remember_and_record(admission, now)
+        except (redis.RedisError, OSError):
+            self._give_back(spent, now, admission.cost)
+            raise
+        return Admitted()
+
+    def _switches(self, admission: Admission) -> Refused | None:
+        """Pause flags and revocations, read together (each key on its own slot)."""
+        pipeline = self._client.pipeline(transaction=False)
+        for scope in admission.pauses:
+            pipeline.hget(pause_key(scope), "reason")
+        for subject in admission.revocations:
+            pipeline.get(revocation_key(subject))
+        if admission.sign_in_of is not None:
+            pipeline.get(sign_in_key(admission.sign_in_of))
+        found = pipeline.execute()
+        reasons, revoked = found[: len(admission.pauses)], found[len(admission.pauses) :]
+        for scope, reason in zip(admission.pauses, reasons, strict=False):
+            if reason is not None:
+                return Refused("paused", reason.decode(), scope=scope)
+        signed_in = admission.signed_in_at
+        if admission.sign_in_of is not None:
+            latest = revoked.pop()
+            signed_in = float(latest) if latest is not None else None
+        for subject, at in zip(admission.revocations, revoked, strict=True):
+            if at is not None and (signed_in is None or signed_in <= float(at)):
+                return Refused("revoked", subject)
+        return None
+
+    def _arguments(
+        self, now: float, windows: Sequence[tuple[Spend, Window]], cost: int
+    ) -> list[object]:
+        """The admission script's arguments for windows only (no switch, no record)."""
+        limits = [value for _, window in windows for value in (window.amount, window.seconds)]
+        return [repr(now), 0, 0, "", len(windows), cost, *limits, 0, 0, 0, "", 0, 0]
+
+    def _remember_and_record(self, admission: Admission, now: float) -> None:
+        """A Voice token's sign-in, then the audit record: each a key of its own slot."""
+        if admission.remember_sign_in is not None and admission.signed_in_at is not None:
+            days = self._retention.revocation_days * _DAY
+            arguments: list[object] = [repr(now), 0, 0, repr(admission.signed_in_at), 0, 1]
+            arguments += [0, 1, days, "", 0, 0]
+            self._admit(keys=[sign_in_key(admission.remember_sign_in)], args=arguments)
+        if admission.record:
+            arguments = [repr(now), 0, 0, "", 0, 1, 0, 0, 0, admission.record]
+            arguments += [self._oldest_record_id(now), self._retention.audit_max_records]
+            self._admit(keys=[AUDIT_KEY], args=arguments)
+
+    def _give_back(self, spent: list[list[str]], now: float, cost: int) -> None:
+        for keys in spent:
+            self._refund(keys=keys, args=[repr(now), cost])
 
 
 def _outcome(result: Sequence[Any], admission: Admission, window_spends: list[Any]) -> Outcome:

@@ -22,6 +22,7 @@ from service.files import private_file
 from service.state.store import (
     Admission,
     Admitted,
+    FilteringTrail,
     Outcome,
     Pause,
     PauseScope,
@@ -62,7 +63,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-class SqliteStore:
+class SqliteStore(FilteringTrail):
     in_process_limits = True
 
     def __init__(self, path: Path, *, retention: Retention, create: bool = True) -> None:
@@ -224,7 +225,7 @@ class SqliteStore:
             raise Unavailable("the SQLite state file cannot be used") from None
         self._wrote()
 
-    def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
+    def _audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         floor = since.timestamp() if since else 0.0
         newest_first = self._execute(
             "SELECT at, record FROM audit WHERE at >= ? ORDER BY id DESC LIMIT ?", (floor, limit)
@@ -258,6 +259,12 @@ class SqliteStore:
 
     def ping(self) -> None:
         self._execute("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def _wrote(self) -> None:
         self._writes += 1

@@ -91,7 +91,36 @@ class Refused:
 Outcome = Admitted | Refused
 
 
-class StateStore(Protocol):
+class AuditTrail(Protocol):
+    """Where the durable audit trail is kept: the state store itself, or a database of its
+    own (``BROKER_AUDIT_URL``). Every method may raise ``Unavailable``."""
+
+    def append_audit(self, at: datetime, line: str) -> None: ...
+
+    def count_refusals(self, counts: RefusalCounts) -> None:
+        """Add aggregated refusals: one stored row per minute, address, decision, code."""
+        ...
+
+    def audit_lines(
+        self,
+        since: datetime | None,
+        limit: int,
+        *,
+        identity: str | None = None,
+        decision: str | None = None,
+    ) -> list[str]:
+        """The newest ``limit`` records since ``since`` (of ``identity``, with
+        ``decision``), oldest first; aggregates included unless an identity is asked for."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None:
+        """Let go of connections (the app is done with them)."""
+        ...
+
+
+class StateStore(AuditTrail, Protocol):
     """What every backend provides. Every method may raise ``Unavailable``."""
 
     #: True when budgets are kept in this process, so only one worker may run.
@@ -111,21 +140,49 @@ class StateStore(Protocol):
 
     def unrevoke(self, subject: str) -> bool: ...
 
-    def append_audit(self, at: datetime, line: str) -> None: ...
-
-    def count_refusals(self, counts: RefusalCounts) -> None:
-        """Add aggregated refusals: one stored row per minute, address, decision, code."""
-        ...
-
-    def audit_lines(self, since: datetime | None, limit: int) -> list[str]:
-        """The newest ``limit`` records since ``since``, oldest first, aggregates included."""
-        ...
-
     def first_time(self, keys: Sequence[str], at: datetime, seconds: int) -> bool:
         """Remember ``keys`` for ``seconds``; False if any was remembered already (a replay)."""
         ...
 
-    def ping(self) -> None: ...
+
+#: Records read to find the ones a filter asks for, where the store cannot filter.
+FILTER_WINDOW = 100_000
+
+
+def filtered(
+    lines: Sequence[str], limit: int, identity: str | None, decision: str | None
+) -> list[str]:
+    """The newest ``limit`` of ``lines`` (oldest first) of ``identity`` with ``decision``."""
+    if identity is None and decision is None:
+        return list(lines[-limit:])
+    found = []
+    for line in lines:
+        record = json.loads(line)
+        if (identity is None or record.get("identity") == identity) and (
+            decision is None or record.get("decision") == decision
+        ):
+            found.append(line)
+    return found[-limit:]
+
+
+class FilteringTrail:
+    """For stores that read the trail in time order only: filters applied after reading
+    (generously: up to ``FILTER_WINDOW`` records), cut to ``limit`` at the end."""
+
+    def audit_lines(
+        self,
+        since: datetime | None,
+        limit: int,
+        *,
+        identity: str | None = None,
+        decision: str | None = None,
+    ) -> list[str]:
+        wanted = limit if identity is None and decision is None else FILTER_WINDOW
+        return filtered(self._audit_lines(since, wanted), limit, identity, decision)
+
+    def _audit_lines(self, since: datetime | None, limit: int) -> list[str]:
+        """The newest ``limit`` records since ``since``, oldest first, aggregates included."""
+        raise NotImplementedError
 
 
 def refusal_line(minute: int, address: str, decision: str, code: str, count: str | int) -> str:

@@ -29,7 +29,7 @@ from service.errors import (
     UnknownField,
 )
 from service.limits import Budgets
-from service.state import Admission, PauseScope, Refused, StateStore
+from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
@@ -62,6 +62,7 @@ class TokenIssuance:
         push_names: frozenset[str],
         store: StateStore,
         recorder: Recorder,
+        trail: AuditTrail | None = None,
         ipv6_prefix: int = 64,
         revocation_margin: int = REVOCATION_MARGIN_SECONDS,
     ) -> None:
@@ -71,6 +72,8 @@ class TokenIssuance:
         self._minter = minter
         self._push_names = push_names
         self._store = store
+        #: the audit trail, when a database of its own (a readiness check of its own)
+        self._trail = trail
         self._recorder = recorder
         self._ipv6_prefix = ipv6_prefix
         self._revocation_margin = revocation_margin
@@ -139,22 +142,20 @@ class TokenIssuance:
             remember_sign_in=f"identity:{caller.identity}" if plan.voice is not None else None,
             spends=spends,
             cost=self._budgets.voice_outgoing_cost if outgoing else 1,
-            record=line,
+            record=line if self._recorder.in_admission else None,
         )
 
     def readiness(self) -> dict[str, bool]:
         """Named checks for /readyz: can this instance issue tokens right now?"""
-        try:
-            self._store.ping()
-            state = True
-        except Unavailable:
-            state = False
         providers = all(verifier.keys.ready() for verifier in self._authenticator.verifiers)
-        return {
+        checks = {
             "signing_key": self._minter.can_sign(),
-            "state": state,
+            "state": _answers(self._store),
             "identity_provider": providers,
         }
+        if self._trail is not None:
+            checks["audit_trail"] = _answers(self._trail)
+        return checks
 
     def paused(self) -> bool | None:
         """Whether an operator paused all issuance (the metrics' gauge); None if unknown."""
@@ -263,3 +264,12 @@ def _decision_of(refusal: RequestRefused) -> Decision:
     if isinstance(refusal, InvalidRequest):
         return "invalid_request"
     return "denied"
+
+
+def _answers(place: AuditTrail) -> bool:
+    """Whether a store or trail answers now."""
+    try:
+        place.ping()
+    except Unavailable:
+        return False
+    return True

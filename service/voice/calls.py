@@ -80,7 +80,7 @@ class VoiceCalls:
                 # revoked unless the identity signed in again since: its latest Voice token's
                 sign_in_of=self._subjects(identity)[-1],
                 spends=self._budgets.call_spends(identity),
-                record=line,
+                record=line if self._recorder.in_admission else None,
             )
         )
         if isinstance(outcome, Refused):

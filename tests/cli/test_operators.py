@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.http import broker
 from service.tokens.issuance import REVOCATION_MARGIN_SECONDS
 from tests import support
 from tests.fake_twilio import ADMIN_SID, FakeTwilio
@@ -212,3 +213,47 @@ def test_revoking_an_app_spares_a_client_key_of_that_name(
     support.assert_problem(post(support.VIDEO, app_user, to=backend), 403, "revoked")
     acting = {"identity": "user_1", "grants": {"video": {"room": "user_1-call"}}}
     assert post(acting, key, to=backend).status_code == 200  # another namespace
+
+
+def test_audit_lists_the_same_records_from_every_backend(
+    environ: dict[str, str],
+    make_client: Callable[..., FlaskClient],
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+    redis_url: str,
+    cluster_url: str,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """The same traffic, kept by SQLite, Redis, a Redis Cluster and PostgreSQL: `audit
+    --identity alice --since 1h` lists the same records (but for what differs by nature:
+    request ids, times, the issued tokens' fingerprints)."""
+    alice, bob = caller_token(), caller_token(sub="bob")
+    backends = {
+        "sqlite": {"BROKER_STATE_URL": f"sqlite:///{tmp_path}/audit.sqlite3"},
+        "redis": {"BROKER_STATE_URL": redis_url},
+        "redis_cluster": {"BROKER_STATE_URL": cluster_url},
+        "postgres": {
+            "BROKER_STATE_URL": f"sqlite:///{tmp_path}/state.sqlite3",
+            "BROKER_AUDIT_URL": postgres_url,
+        },
+    }
+    listed = {}
+    for name, settings in backends.items():
+        environment = {**environ, **settings}
+        client = make_client(environment)
+        post(support.VIDEO, alice, to=client)
+        post({"grants": {"voice": {}}}, alice, to=client)  # denied: alice is no agent
+        post(support.VIDEO, bob, to=client)
+        post(support.VIDEO, "not-a-token", to=client)  # counted, never listed for alice
+        post({"grants": {"video": {"room": "bob-1"}}}, alice, to=client)  # denied: a room
+        broker(client.application).close()
+        result = cli("audit", "--identity", "alice", "--since", "1h", "--json", env=environment)
+        assert result.exit_code == 0, result.output
+        listed[name] = [
+            {k: v for k, v in json.loads(line).items() if k not in ("request_id", "at", "token")}
+            for line in result.output.splitlines()
+        ]
+    assert [record["decision"] for record in listed["sqlite"]] == ["issued", "denied", "denied"]
+    assert listed["sqlite"] == listed["redis"] == listed["redis_cluster"] == listed["postgres"]

@@ -1,5 +1,6 @@
 """End to end with shared state: three broker instances (two workers each) on one real
-Redis; Redis failing mid-traffic; the SQLite audit trail across a kill -9."""
+Redis, and two on a real Redis Cluster; Redis failing mid-traffic, a cluster master
+killed; the SQLite audit trail across a kill -9."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ FLEET_POLICY = support.POLICY.replace(
 class Fleet:
     instances: list[support.BrokerProcess]
     environment: dict[str, str]
-    redis: support.RedisServer
+    redis: support.RedisServer | support.RedisCluster
     received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,28 +66,53 @@ def operator(environment: dict[str, str], *arguments: str) -> None:
     )
 
 
+@contextmanager
+def brokers(
+    keys: support.Keys,
+    directory: Path,
+    redis: support.RedisServer | support.RedisCluster,
+    count: int,
+) -> Iterator[Fleet]:
+    """``count`` brokers of two workers each, sharing ``redis``."""
+    policy = directory / "policy.toml"
+    policy.write_text(FLEET_POLICY)
+    with support.serve_jwks(keys.jwks()) as jwks:
+        environment = {
+            **support.base_environ(jwks.url, str(policy)),
+            "BROKER_STATE_URL": redis.url,
+        }
+        instances = [
+            support.start_broker(environment, directory, "--workers", "2") for _ in range(count)
+        ]
+        try:
+            yield Fleet(instances, environment, redis)
+        finally:
+            for instance in instances:
+                support.stop_broker(instance)
+
+
 @pytest.fixture(scope="module")
 def fleet(
     keys: support.Keys, redis_server: support.RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
-    directory = tmp_path_factory.mktemp("fleet")
-    policy = directory / "policy.toml"
-    policy.write_text(FLEET_POLICY)
     if redis_server.process is None:
         redis_server.start()
-    with support.serve_jwks(keys.jwks()) as jwks:
-        environment = {
-            **support.base_environ(jwks.url, str(policy)),
-            "BROKER_STATE_URL": redis_server.url,
-        }
-        instances = [
-            support.start_broker(environment, directory, "--workers", "2") for _ in range(3)
-        ]
-        try:
-            yield Fleet(instances, environment, redis_server)
-        finally:
-            for instance in instances:
-                support.stop_broker(instance)
+    with brokers(keys, tmp_path_factory.mktemp("fleet"), redis_server, 3) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def cluster_fleet(keys: support.Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Two brokers of two workers each on a Redis Cluster of their own (a test here
+    kills one of its masters)."""
+    directory = tmp_path_factory.mktemp("cluster-fleet")
+    cluster = support.RedisCluster(directory / "cluster")
+    cluster.start()
+    try:
+        with brokers(keys, directory, cluster, 2) as found:
+            yield found
+    finally:
+        cluster.stop()
 
 
 def bearer(keys: support.Keys, leaks: LeakWatch, **claims: Any) -> str:
@@ -105,19 +132,23 @@ def _metric(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+@pytest.mark.parametrize("backend", ["fleet", "cluster_fleet"])
 def test_a_budget_of_n_admits_exactly_n_across_the_fleet(
-    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+    backend: str, request: pytest.FixtureRequest, keys: support.Keys, leaks: LeakWatch
 ) -> None:
+    fleet: Fleet = request.getfixturevalue(backend)
     session = bearer(keys, leaks, sub="budgeted")
-    with ThreadPoolExecutor(max_workers=16) as pool:  # 100 at once over 3 x 2 workers
+    with ThreadPoolExecutor(max_workers=16) as pool:  # 100 at once over every worker
         statuses = list(pool.map(lambda n: fleet.ask(n, session, leaks).status_code, range(100)))
     assert statuses.count(200) == BUDGET
     assert statuses.count(429) == 100 - BUDGET
 
 
+@pytest.mark.parametrize("backend", ["fleet", "cluster_fleet"])
 def test_pause_and_revoke_reach_every_worker_within_a_second(
-    fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+    backend: str, request: pytest.FixtureRequest, keys: support.Keys, leaks: LeakWatch
 ) -> None:
+    fleet: Fleet = request.getfixturevalue(backend)
     session = bearer(keys, leaks, sub="operator_target")
     assert fleet.ask(0, session, leaks).status_code == 200
     operator(fleet.environment, "pause", "--reason", "drill")
@@ -172,6 +203,7 @@ def test_redis_failure_fails_closed_and_recovers_by_itself(
         thread.start()
     try:
         assert support.eventually(lambda: any(status == 200 for _, status, _ in statuses))
+        assert isinstance(fleet.redis, support.RedisServer)
         fleet.redis.stop()
         stopped_at = time.monotonic()
         assert support.eventually(
@@ -184,6 +216,7 @@ def test_redis_failure_fails_closed_and_recovers_by_itself(
         stop.set()
         for thread in threads:
             thread.join()
+        assert isinstance(fleet.redis, support.RedisServer)
         fleet.redis.start()
     assert during
     assert set(during) == {(503, "unavailable")}
@@ -195,6 +228,54 @@ def test_redis_failure_fails_closed_and_recovers_by_itself(
     )
     assert [instance.process.pid for instance in fleet.instances] == pids
     assert all(instance.process.poll() is None for instance in fleet.instances)
+
+
+def test_a_cluster_master_killed_fails_closed_then_its_replica_serves(
+    cluster_fleet: Fleet, keys: support.Keys, leaks: LeakWatch
+) -> None:
+    fleet = cluster_fleet
+    assert isinstance(fleet.redis, support.RedisCluster)
+    cluster = fleet.redis
+    pids = [instance.process.pid for instance in fleet.instances]
+    statuses: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def traffic(offset: int) -> None:
+        number = offset
+        while not stop.is_set():
+            session = bearer(keys, leaks, sub=f"failover{number}")  # none near its budget
+            response = fleet.ask(number, session, leaks)
+            code = response.json().get("code", "") if response.status_code != 200 else ""
+            statuses.append((time.monotonic(), response.status_code, code))
+            number += 2
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert support.eventually(lambda: any(status == 200 for _, status, _ in statuses))
+        cluster.kill(cluster.masters()[0])
+        killed_at = time.monotonic()
+        assert support.eventually(
+            lambda: any(moment > killed_at and status == 503 for moment, status, _ in statuses),
+            within=15.0,
+        )
+        assert support.eventually(cluster.healthy, within=30.0)  # its replica took over
+        healed_at = time.monotonic()
+        assert support.eventually(
+            lambda: (
+                sum(1 for moment, status, _ in statuses if moment > healed_at and status == 200)
+                >= 20
+            ),
+            within=30.0,
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    refused = {(status, code) for moment, status, code in statuses if status != 200}
+    assert refused <= {(503, "unavailable")}  # never a 500, never a wrong answer
+    assert [instance.process.pid for instance in fleet.instances] == pids
 
 
 def test_sqlite_audit_trail_survives_kill_9(

@@ -112,20 +112,6 @@ def test_a_record_is_stored_only_with_its_admission(store: StateStore) -> None:
     assert [json.loads(line)["n"] for line in store.audit_lines(None, 10)] == [1]
 
 
-def test_refusals_are_stored_as_counts_and_listed_with_records(store: StateStore) -> None:
-    minute = int(NOW.timestamp())
-    store.count_refusals({(minute, "198.51.100.7", "authentication_failed", "invalid_token"): 40})
-    store.count_refusals({(minute, "198.51.100.7", "authentication_failed", "invalid_token"): 2})
-    store.append_audit(NOW, json.dumps({"decision": "issued", "at": "later"}))
-    lines = [json.loads(line) for line in store.audit_lines(None, 10)]
-    [aggregate] = [line for line in lines if line.get("count")]
-    assert aggregate["count"] == 42
-    assert aggregate["client_ip"] == "198.51.100.7"
-    assert aggregate["code"] == "invalid_token"
-    assert aggregate["decision"] == "authentication_failed"
-    assert len(lines) == 2
-
-
 def test_ping(store: StateStore) -> None:
     store.ping()
 

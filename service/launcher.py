@@ -4,6 +4,10 @@ The server's worker (``service.worker``) runs every connection in a greenlet; so
 locks and sleeps must be gevent's before any module (ssl, redis, urllib) is imported,
 or a blocking call would stall every connection of the worker. Every other command runs
 unpatched, and ``healthcheck`` without the rest of the command line.
+
+It lives outside ``service.cli`` on purpose: importing a module imports its package
+first, and ``service.cli`` imports every command (and with them ssl, jwt, threading)
+before anything could be patched.
 """
 
 from __future__ import annotations
