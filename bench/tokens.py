@@ -22,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +93,8 @@ class Profile:
     state_url: str
     target_ratio: float
     target_p99_ms: float | None  # at 2 connections
+    #: the audit trail's database, when not the state store
+    audit_url: str | None = None
 
 
 @dataclass
@@ -136,9 +141,11 @@ def start(profile: Profile, work: Path, jwks_url: str) -> tuple[subprocess.Popen
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_JWKS_URL": jwks_url,
     }
+    if profile.audit_url:
+        environment["BROKER_AUDIT_URL"] = profile.audit_url
     command = [str(Path(sys.executable).parent / "token-broker"), "serve"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(profile.workers)]
-    log_file = work / f"server-{profile.name}.log"
+    log_file = work / f"server-{profile.name}-{port}.log"
     # Output to a pipe, as under a container runtime or systemd, drained by `cat`.
     with log_file.open("ab") as log:
         drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=log)
@@ -226,6 +233,92 @@ def summary(results: list[Measured]) -> None:
         )
 
 
+def scale_out(
+    arguments: argparse.Namespace, wrk: str, work: Path, jwks_url: str, script: Path, redis_url: str
+) -> None:
+    """One instance against two (two workers each) on one Redis, under the same total
+    connections from two wrk processes: the aggregate, and each instance's p99."""
+    profile = Profile("redis", 2, redis_url, 0.5, None)
+    first, first_url, _ = start(profile, work, jwks_url)
+    second, second_url, _ = start(profile, work, jwks_url)
+    half = max(1, arguments.scale_connections // 2)
+    rows: list[tuple[int, str, list[Result]]] = []
+    try:
+        for url in (first_url, second_url):  # warm-up
+            run_wrk(wrk, f"{url}/v1/tokens", 2, half, script)
+        for number in range(1, arguments.rounds + 1):
+            for label, targets in (
+                ("1 instance", [first_url] * 2),
+                ("2 instances", [first_url, second_url]),
+            ):
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    found = list(
+                        pool.map(
+                            lambda url: run_wrk(
+                                wrk, f"{url}/v1/tokens", arguments.seconds, half, script
+                            ),
+                            targets,
+                        )
+                    )
+                rows.append((number, label, found))
+    finally:
+        for process in (first, second):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    print(
+        f"\n== scale-out on one Redis: {arguments.scale_connections} connections in all, "
+        f"two wrk processes; {os.cpu_count()} cores shared by wrk, Redis and every worker"
+    )
+    print(f"{'round':<7}{'brokers':<13}{'tokens/s':>10}{'p99 ms (each wrk)':>22}")
+    totals: dict[str, list[float]] = {}
+    for number, label, found in rows:
+        total = sum(result["rps"] for result in found)
+        totals.setdefault(label, []).append(total)
+        p99s = ", ".join(f"{result['p99_ms']:.1f}" for result in found)
+        print(f"{number:<7}{label:<13}{total:>10.0f}{p99s:>22}")
+    one, two = (statistics.median(totals[label]) for label in ("1 instance", "2 instances"))
+    print(f"two instances / one: {two / one:.2f} (target >= 1.6 where the cores allow)")
+
+
+def sink_cost(results: list[Measured]) -> None:
+    """What the PostgreSQL trail adds to a token at p50, against the Redis stream."""
+    by_name = {(m.profile.name, m.connections): m for m in results}
+    for connections in sorted({m.connections for m in results}):
+        stream, database = (
+            by_name.get(("redis", connections)),
+            by_name.get(("redis+pg", connections)),
+        )
+        if stream is None or database is None:
+            continue
+        cost = database.median(1, "p50_ms") - stream.median(1, "p50_ms")
+        print(
+            f"audit sink at {connections} connections: PostgreSQL p50 "
+            f"{database.median(1, 'p50_ms'):.2f} ms, Redis stream p50 "
+            f"{stream.median(1, 'p50_ms'):.2f} ms: {cost:+.2f} ms a token (target <= 0.3)"
+        )
+
+
+@contextmanager
+def bench_database() -> Iterator[str | None]:
+    """A database of the bench's own on the local PostgreSQL, or None without one."""
+    import psycopg  # only for the bench's own database
+
+    admin_url = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+    name = f"token_broker_bench_{os.getpid()}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError:
+        print(f"bench: no PostgreSQL at {admin_url}: the audit sink is not measured")
+        yield None
+        return
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
@@ -233,7 +326,12 @@ def main() -> None:
         "--connections", type=lambda text: [int(n) for n in text.split(",")], default=[2, 64]
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profiles", default="sqlite,redis", help="sqlite, redis or both")
+    parser.add_argument(
+        "--profiles",
+        default="sqlite,redis,redis+pg,scale-out",
+        help="any of sqlite, redis, redis+pg (the audit trail in PostgreSQL), scale-out",
+    )
+    parser.add_argument("--scale-connections", type=int, default=64)
     arguments = parser.parse_args()
     wrk = ensure_wrk()
 
@@ -245,7 +343,12 @@ def main() -> None:
     caller = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
 
     results: list[Measured] = []
-    with tempfile.TemporaryDirectory() as directory, serve_jwks(jwks_document) as jwks:
+    chosen = arguments.profiles.split(",")
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        serve_jwks(jwks_document) as jwks,
+        bench_database() as audit_url,
+    ):
         work = Path(directory)
         # The shipped policy, with budgets too large to bind: limits are checked, not hit.
         policy = (ROOT / "policy.toml").read_text().split("[limits]")[0]
@@ -259,19 +362,24 @@ def main() -> None:
         )
         redis = RedisServer(free_port(), directory)
         profiles = []
-        if "sqlite" in arguments.profiles:
+        if "sqlite" in chosen:
             profiles.append(Profile("sqlite", 1, f"sqlite:///{work}/state.sqlite3", 0.6, 5.0))
-        if "redis" in arguments.profiles:
-            redis.start()
+        redis.start()
+        if "redis" in chosen:
             profiles.append(Profile("redis", 2, redis.url, 0.5, None))
+        if "redis+pg" in chosen and audit_url is not None:
+            profiles.append(Profile("redis+pg", 2, redis.url, 0.5, None, audit_url=audit_url))
         try:
             for profile in profiles:
                 for measured in measure(profile, arguments, wrk, work, jwks.url, script):
                     report(measured)
                     results.append(measured)
+            if "scale-out" in chosen:
+                scale_out(arguments, wrk, work, jwks.url, script, redis.url)
         finally:
             redis.stop()
     summary(results)
+    sink_cost(results)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ table, today's and tomorrow's partitions, under an advisory lock so that every w
 of every instance may try at once); there is no migration step.
 
 Each record is one ``INSERT`` in autocommit, one round trip, before the token is
-returned. The pool (psycopg 3's, cooperative under gevent) waits at most a second for a
+returned; the commit is asynchronous unless the URL asks for ``synchronous_commit``
+(see ``_options``). The pool (psycopg 3's, cooperative under gevent) waits at most a second for a
 connection: with the database unreachable, at start or mid-traffic, issuance fails
 closed (``Unavailable``, 503) and ``/readyz`` says so; the pool reconnects by itself when
 the database returns.
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -83,7 +85,7 @@ class PostgresTrail:
                 "autocommit": True,
                 "connect_timeout": 2,
                 "application_name": "token-broker",
-                "options": f"-c statement_timeout={STATEMENT_MILLISECONDS}",
+                "options": _options(url),
             },
             open=False,
             name="token-broker-audit",
@@ -223,6 +225,18 @@ class PostgresTrail:
 
     def ping(self) -> None:
         self._run(lambda connection: self._ensure_days(connection, datetime.now(UTC)))
+
+
+def _options(url: str) -> str:
+    """The session's settings: a statement timeout, and asynchronous commit unless the URL
+    asks otherwise (``?options=-c%20synchronous_commit%3Don``): a record is committed,
+    and visible, before the token is returned; only a crash of the database server itself
+    may lose the last fraction of a second of them (about 0.25 ms a token saved)."""
+    given = parse_qs(urlsplit(url).query).get("options", [""])[-1]
+    ours = f"-c statement_timeout={STATEMENT_MILLISECONDS}"
+    if "synchronous_commit" not in given:
+        ours += " -c synchronous_commit=off"
+    return f"{given} {ours}".strip()
 
 
 def _indexed(line: str) -> Sequence[str | None]:

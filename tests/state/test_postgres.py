@@ -170,3 +170,17 @@ def test_issuance_fails_closed_while_the_database_is_cut_off_and_recovers(
     refused = [record for record in issued if record["decision"] == "unavailable"]
     assert refused
     assert all("token" not in record for record in refused)  # nothing issued without its record
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("", "off"), ("?options=-c%20synchronous_commit%3Don", "on")]
+)
+def test_commits_are_asynchronous_unless_the_url_asks(
+    postgres_url: str, query: str, expected: str
+) -> None:
+    trail = PostgresTrail(postgres_url + query, retention=Retention())
+    try:
+        found = trail._run(lambda c: c.execute("SHOW synchronous_commit").fetchone())
+    finally:
+        trail.close()
+    assert found == (expected,)
