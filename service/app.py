@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 
 from service.audit import AuditLog, Recorder
 from service.callers import Authenticator, Provider
+from service.callers.attestation import AppCheck
 from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import provider_of
@@ -68,6 +69,7 @@ def create_app(
         push_names=frozenset(settings.push_credentials),
         store=store,
         trail=None if trail is store else trail,
+        app_check=AppCheck(settings.appcheck, clock=clock) if settings.appcheck else None,
         recorder=recorder,
         ipv6_prefix=settings.ipv6_prefix,
         # As far as the identity provider's clock may be off from ours: its leeway.

@@ -66,6 +66,12 @@ def consistency_problems(settings: Settings, policy: Policy) -> list[str]:
             "must be authenticated by your identity provider (the development issuer exists "
             "only with BROKER_PROFILE=dev)"
         )
+    attested = [rule.name for rule in policy.tokens.rules if rule.attestation != "none"]
+    if attested and settings.appcheck is None:
+        problems.append(
+            f"policy rule {attested[0]!r} requires attestation: set APPCHECK_PROJECT_NUMBER "
+            "and APPCHECK_APP_IDS (Firebase App Check)"
+        )
     if policy.tokens.gives_voice_outgoing and not settings.twiml_app_sid:
         problems.append("policy gives outgoing voice, which needs TWILIO_TWIML_APP_SID")
     if policy.tokens.gives_chat and not settings.conversations_service_sid:

@@ -147,6 +147,21 @@ class Replayed(Forbidden):
     detail = "This signed request was seen before; it is acted on once."
 
 
+class AttestationRequired(Forbidden):
+    """Raised when a grant's rule requires app attestation and the request has no valid
+    Firebase App Check token."""
+
+    code = "attestation_required"
+    detail = "These grants need a valid app attestation (X-Firebase-AppCheck)."
+
+
+class AttestationReplayed(Forbidden):
+    """Raised when a limited-use App Check token is presented a second time."""
+
+    code = "attestation_replayed"
+    detail = "This app attestation was used before; it is good for one request."
+
+
 class Revoked(Forbidden):
     """Raised when the caller's session was issued before a revocation of it."""
 

@@ -93,6 +93,12 @@ OIDC_ALGORITHMS: Variable[tuple[str, ...]] = Variable(
 )
 OIDC_LEEWAY = Variable("OIDC_LEEWAY", parse.whole_number(0, MAX_LEEWAY_SECONDS), 30)
 OIDC_REQUIRED_TYP = Variable("OIDC_REQUIRED_TYP", _optional(parse.text), None)
+#: Firebase App Check, for rules that require app attestation.
+APPCHECK_PROJECT_NUMBER = Variable("APPCHECK_PROJECT_NUMBER", _optional(parse.project_number), None)
+APPCHECK_APP_IDS: Variable[tuple[str, ...]] = Variable("APPCHECK_APP_IDS", parse.names, ())
+APPCHECK_JWKS_URL = Variable(
+    "APPCHECK_JWKS_URL", parse.key_url, "https://firebaseappcheck.googleapis.com/v1/jwks"
+)
 POLICY_FILE = Variable("BROKER_POLICY_FILE", parse.path, Path("policy.toml"))
 CLIENT_KEYS_FILE = Variable("BROKER_CLIENT_KEYS_FILE", _optional(parse.path), None)
 STATE_URL = Variable("BROKER_STATE_URL", parse.state_url, "sqlite:///var/broker.sqlite3")
@@ -134,6 +140,9 @@ VARIABLES: tuple[Variable[object], ...] = (
     OIDC_ALGORITHMS,
     OIDC_LEEWAY,
     OIDC_REQUIRED_TYP,
+    APPCHECK_PROJECT_NUMBER,
+    APPCHECK_APP_IDS,
+    APPCHECK_JWKS_URL,
     PROFILE,
     POLICY_FILE,
     CLIENT_KEYS_FILE,
@@ -179,6 +188,23 @@ class IdentityProvider:
 
 
 @dataclass(frozen=True)
+class AppCheckSettings:
+    """Firebase App Check: whose attestation tokens are accepted (``APPCHECK_*``)."""
+
+    project_number: str
+    app_ids: tuple[str, ...]
+    jwks_url: str
+
+    @property
+    def issuer(self) -> str:
+        return f"https://firebaseappcheck.googleapis.com/{self.project_number}"
+
+    @property
+    def audience(self) -> str:
+        return f"projects/{self.project_number}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the broker reads from its environment, validated."""
 
@@ -198,6 +224,8 @@ class Settings:
     push_credentials: Mapping[str, str]
     #: the identity provider of ``OIDC_*`` (the one-provider shortcut), if set
     oidc: IdentityProvider | None
+    #: Firebase App Check, when configured (rules may then require attestation)
+    appcheck: AppCheckSettings | None
     policy_file: Path
     client_keys_file: Path | None
     state_url: str
@@ -256,6 +284,7 @@ class Settings:
             sync_service_sid=read(SYNC_SID),
             push_credentials=read(PUSH_CREDENTIALS),
             oidc=_oidc(read),
+            appcheck=_appcheck(read),
             policy_file=read(POLICY_FILE),
             client_keys_file=read(CLIENT_KEYS_FILE),
             state_url=read(STATE_URL),
@@ -368,6 +397,24 @@ def _oidc(read: VariableReader) -> IdentityProvider | None:
         leeway_seconds=leeway,
         required_typ=required_typ,
     )
+
+
+def _appcheck(read: VariableReader) -> AppCheckSettings | None:
+    project, app_ids, jwks_url = (
+        read(APPCHECK_PROJECT_NUMBER),
+        read(APPCHECK_APP_IDS),
+        read(APPCHECK_JWKS_URL),
+    )
+    if project is None:
+        if app_ids:
+            read.problems.append("APPCHECK_APP_IDS needs APPCHECK_PROJECT_NUMBER")
+        return None
+    if not app_ids:
+        read.problems.append(
+            "APPCHECK_APP_IDS is required with APPCHECK_PROJECT_NUMBER: the app ids "
+            "(1:1234567890:ios:abc...) whose attestation is accepted"
+        )
+    return AppCheckSettings(project_number=project, app_ids=app_ids, jwks_url=jwks_url)
 
 
 def _signing_key_files(environ: Mapping[str, str]) -> tuple[Path, Path] | None:

@@ -162,6 +162,13 @@ def database_url(value: str) -> str:
     return value
 
 
+def project_number(value: str) -> str:
+    """A Google Cloud project number: digits (the Firebase console's "Project number")."""
+    if not re.fullmatch(r"[0-9]{1,20}", value):
+        raise ValueError("must be the project's number (digits), not its id")
+    return value
+
+
 def state_url(value: str) -> str:
     if urlsplit(value).scheme not in STATE_SCHEMES:
         raise ValueError("must be a sqlite:/// or redis:// URL")

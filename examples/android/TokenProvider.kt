@@ -6,6 +6,11 @@
 // Conversations (com.twilio.conversations): in ConversationsClientListener override
 //   onTokenAboutToExpire() and call client.updateToken(token, listener).
 // Video (com.twilio.video): ConnectOptions.Builder(token) with a fresh token per connect.
+//
+// App attestation: where the broker's policy requires it for the grants asked for, pass
+// appCheckToken, e.g. with Firebase App Check (Play Integrity provider), off the main thread:
+//   { Tasks.await(FirebaseAppCheck.getInstance().limitedUseAppCheckToken).token }  // "limited_use"
+//   { Tasks.await(FirebaseAppCheck.getInstance().getAppCheckToken(false)).token }  // "required"
 package com.example.tokens
 
 import java.net.HttpURLConnection
@@ -16,6 +21,7 @@ import org.json.JSONObject
 class TokenProvider(
     private val brokerUrl: String,
     private val sessionToken: () -> String,   // your identity provider's token
+    private val appCheckToken: (() -> String)? = null,   // Firebase App Check, if required
     private val refreshMarginSeconds: Long = 60,
 ) {
     private var token: String? = null
@@ -31,6 +37,8 @@ class TokenProvider(
         connection.doOutput = true
         connection.setRequestProperty("Authorization", "Bearer ${sessionToken()}")
         connection.setRequestProperty("Content-Type", "application/json")
+        // Beside the caller's token, in a header of its own.
+        appCheckToken?.let { connection.setRequestProperty("X-Firebase-AppCheck", it()) }
         connection.outputStream.use { it.write(JSONObject().put("grants", grants).toString().toByteArray()) }
         if (connection.responseCode != 200) {
             val problem = connection.errorStream?.bufferedReader()?.readText() ?: "{}"

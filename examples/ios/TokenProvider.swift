@@ -6,6 +6,11 @@
 // Conversations (TwilioConversationsClient): implement
 //   `conversationsClientTokenWillExpire(_:)` and call `client.updateToken(_:)`.
 // Video (TwilioVideo): build ConnectOptions(token:) with a fresh token for each connect.
+//
+// App attestation: where the broker's policy requires it for the grants asked for, pass
+// `appCheckToken`, e.g. with Firebase App Check (FirebaseAppCheck, App Attest provider):
+//   { try await AppCheck.appCheck().limitedUseToken().token }   // attestation = "limited_use"
+//   { try await AppCheck.appCheck().token(forcingRefresh: false).token }   // "required"
 import Foundation
 
 struct IssuedToken: Decodable {
@@ -19,13 +24,19 @@ struct IssuedToken: Decodable {
 final class TokenProvider {
     private let brokerURL: URL
     private let sessionToken: () async throws -> String   // your identity provider's token
+    private let appCheckToken: (() async throws -> String)?   // Firebase App Check, if required
     private var current: IssuedToken?
     private var expiry = Date.distantPast
     private let refreshMargin: TimeInterval = 60
 
-    init(brokerURL: URL, sessionToken: @escaping () async throws -> String) {
+    init(
+        brokerURL: URL,
+        sessionToken: @escaping () async throws -> String,
+        appCheckToken: (() async throws -> String)? = nil
+    ) {
         self.brokerURL = brokerURL
         self.sessionToken = sessionToken
+        self.appCheckToken = appCheckToken
     }
 
     /// A token for `grants`, fetched again when within a minute of its expiry.
@@ -35,6 +46,9 @@ final class TokenProvider {
         request.httpMethod = "POST"
         request.setValue("Bearer \(try await sessionToken())", forHTTPHeaderField: "Authorization")
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        if let appCheckToken {   // beside the caller's token, in a header of its own
+            request.setValue(try await appCheckToken(), forHTTPHeaderField: "X-Firebase-AppCheck")
+        }
         request.httpBody = try JSONSerialization.data(withJSONObject: ["grants": grants])
         let (data, response) = try await URLSession.shared.data(for: request)
         guard (response as? HTTPURLResponse)?.statusCode == 200 else {

@@ -8,6 +8,10 @@
 //     brokerUrl: "https://broker.example.com",
 //     getSessionToken: async () => (await auth0.getTokenSilently()), // your IdP's token
 //     grants: { voice: {}, chat: {} },
+//     // Only where the broker's policy requires app attestation for these grants
+//     // (Firebase App Check; "firebase/app-check"): a limited-use token for rules with
+//     // attestation = "limited_use", else getToken(appCheck).
+//     getAppCheckToken: async () => (await getLimitedUseToken(appCheck)).token,
 //   });
 //   const first = await tokens.start();
 //   const device = new Twilio.Device(first.token);      // @twilio/voice-sdk
@@ -16,9 +20,18 @@
 //   wireConversationsClient(conversations, tokens);
 
 export class TokenClient {
-  constructor({ brokerUrl, getSessionToken, grants, ttl, refreshMarginSeconds = 60, onToken }) {
+  constructor({
+    brokerUrl,
+    getSessionToken,
+    getAppCheckToken,
+    grants,
+    ttl,
+    refreshMarginSeconds = 60,
+    onToken,
+  }) {
     this.brokerUrl = brokerUrl.replace(/\/$/, "");
     this.getSessionToken = getSessionToken;
+    this.getAppCheckToken = getAppCheckToken;
     this.grants = grants;
     this.ttl = ttl;
     this.refreshMarginSeconds = refreshMarginSeconds;
@@ -46,12 +59,15 @@ export class TokenClient {
   async refresh() {
     const body = { grants: this.grants };
     if (this.ttl) body.ttl = this.ttl;
+    const headers = {
+      Authorization: `Bearer ${await this.getSessionToken()}`,
+      "Content-Type": "application/json",
+    };
+    // The App Check token goes in its own header, beside the caller's token.
+    if (this.getAppCheckToken) headers["X-Firebase-AppCheck"] = await this.getAppCheckToken();
     const response = await fetch(`${this.brokerUrl}/v1/tokens`, {
       method: "POST",
-      headers: {
-        Authorization: `Bearer ${await this.getSessionToken()}`,
-        "Content-Type": "application/json",
-      },
+      headers,
       body: JSON.stringify(body),
     });
     if (!response.ok) {

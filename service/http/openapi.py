@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.callers.attestation import HEADER as APP_CHECK_HEADER
 from service.errors import error_codes
 from service.tokens.format import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
 from service.tokens.request import MAX_BODY_BYTES
@@ -79,6 +80,17 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 "operationId": "createToken",
                 "summary": "Issue a Twilio Access Token for the authenticated caller.",
                 "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": APP_CHECK_HEADER,
+                        "in": "header",
+                        "required": False,
+                        "description": "A Firebase App Check token: needed for grants whose "
+                        "policy rule requires attestation (else 403 `attestation_required`; a "
+                        "limited-use one presented again: 403 `attestation_replayed`).",
+                        "schema": {"type": "string", "maxLength": 8192},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "description": f"At most {MAX_BODY_BYTES} bytes of strict JSON.",

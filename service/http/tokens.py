@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.http import parse_options_header
 
+from service.callers.attestation import HEADER as APP_CHECK_HEADER
 from service.errors import UnsupportedMediaType
 from service.http import broker
 from service.http.transport import require_https
@@ -24,7 +25,11 @@ def create_token() -> Response:
         raise UnsupportedMediaType("content type is not application/json")
     # MAX_CONTENT_LENGTH makes Werkzeug refuse a larger body (413), streamed or not.
     body = request.get_data(cache=False)
-    context = RequestContext(request_id=g.request_id, client_ip=request.remote_addr or "")
+    context = RequestContext(
+        request_id=g.request_id,
+        client_ip=request.remote_addr or "",
+        app_check=request.headers.get(APP_CHECK_HEADER),
+    )
     token = found.issuance.issue(request.headers.get("Authorization"), body, context)
     payload = {
         "token": token.jwt,

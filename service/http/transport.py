@@ -15,6 +15,7 @@ import ipaddress
 
 from flask import Flask, Request, Response, request
 
+from service.callers.attestation import HEADER as APP_CHECK_HEADER
 from service.errors import HttpsRequired
 from service.settings import Settings
 
@@ -26,7 +27,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
 HSTS = "max-age=63072000"
-PREFLIGHT_HEADERS = frozenset({"authorization", "content-type"})
+#: What a browser may send: the caller's token, JSON, and the App Check token.
+ALLOWED_HEADERS = ("Authorization", "Content-Type", APP_CHECK_HEADER)
+PREFLIGHT_HEADERS = frozenset(name.lower() for name in ALLOWED_HEADERS)
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -57,7 +60,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         if origin in origins and asked_method == "POST" and asked_headers <= PREFLIGHT_HEADERS:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Methods"] = "POST"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
             response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
         return response
 

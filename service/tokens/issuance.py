@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from service.addresses import address_key
 from service.audit import AuditRecord, Decision, Recorder
 from service.callers import Authenticator, Caller
+from service.callers.attestation import LEEWAY_SECONDS, AppCheck
 from service.errors import (
+    AttestationReplayed,
+    AttestationRequired,
     AuthenticationFailed,
     GrantNotAllowed,
     InvalidRequest,
@@ -47,6 +50,8 @@ _DENIALS: Mapping[DenialCode, type[RequestRefused]] = {
 class RequestContext:
     request_id: str
     client_ip: str
+    #: the ``X-Firebase-AppCheck`` header, if any (grants whose rule requires attestation)
+    app_check: str | None = None
 
 
 class TokenIssuance:
@@ -63,6 +68,7 @@ class TokenIssuance:
         store: StateStore,
         recorder: Recorder,
         trail: AuditTrail | None = None,
+        app_check: AppCheck | None = None,
         ipv6_prefix: int = 64,
         revocation_margin: int = REVOCATION_MARGIN_SECONDS,
     ) -> None:
@@ -74,6 +80,7 @@ class TokenIssuance:
         self._store = store
         #: the audit trail, when a database of its own (a readiness check of its own)
         self._trail = trail
+        self._app_check = app_check
         self._recorder = recorder
         self._ipv6_prefix = ipv6_prefix
         self._revocation_margin = revocation_margin
@@ -109,6 +116,7 @@ class TokenIssuance:
         if not isinstance(decision, Allowed):
             raise _DENIALS[decision.code](decision.reason)
         plan = decision.plan
+        self._attest(plan, context)
         token = self._minter.mint(plan, self._recorder.now())
         record = self._issued_record(caller, request, token, context)
         line = record.to_json()
@@ -118,6 +126,26 @@ class TokenIssuance:
             raise _refusal_of(outcome)
         self._recorder.stored(record, line)
         return token
+
+    def _attest(self, plan: Plan, context: RequestContext) -> None:
+        """What the grants' rules ask of the app (the strictest of them): a valid App
+        Check token, and for limited use one never presented before. Checked before any
+        budget is spent: a replay spends nothing."""
+        if plan.attestation == "none":
+            return
+        if self._app_check is None:  # the configuration requires it; never reached
+            raise AttestationRequired("App Check is not configured")
+        attestation = self._app_check.verify(context.app_check)
+        if plan.attestation != "limited_use":
+            return
+        if attestation.jti is None:
+            raise AttestationRequired("a limited-use App Check token must carry a jti")
+        now = self._recorder.now()
+        # Remembered until the token expires (and the verifier's leeway after): then a
+        # replay is refused as expired anyway.
+        seconds = max(1, attestation.expires_at - int(now.timestamp()) + LEEWAY_SECONDS)
+        if not self._store.first_time([f"appcheck:{attestation.jti}"], now, seconds):
+            raise AttestationReplayed("limited-use App Check token presented again")
 
     def _admission(
         self, caller: Caller, plan: Plan, context: RequestContext, token: IssuedToken, line: str

@@ -19,7 +19,15 @@ from typing import Literal
 from service.tables import TableReader
 from service.tokens.format import identity_problem
 from service.tokens.request import TokenRequest
-from service.tokens.rules import CLAIM_NAME, Claims, Rule, parse_rules, parse_ttl
+from service.tokens.rules import (
+    ATTESTATIONS,
+    CLAIM_NAME,
+    Attestation,
+    Claims,
+    Rule,
+    parse_rules,
+    parse_ttl,
+)
 
 DenialCode = Literal["grant_not_allowed", "room_not_allowed", "invalid_ttl"]
 TABLES = frozenset({"tokens", "identity", "rules"})
@@ -52,6 +60,8 @@ class Plan:
     voice: VoicePlan | None = None
     chat: ChatPlan | None = None
     sync: bool = False
+    #: what the app must show for these grants: the strictest of the rules that give them
+    attestation: Attestation = "none"
 
     @property
     def grant_names(self) -> tuple[str, ...]:
@@ -123,16 +133,24 @@ class TokenPolicy:
         if problem:
             return Denied("grant_not_allowed", problem)
         matched = [rule for rule in self.rules if rule.applies_to(claims, identity, client_key)]
-        caps: list[int] = []
+        needs = _Needs()
         try:
-            video = _video(request, matched, identity, claims, caps)
-            voice = _voice(request, matched, caps)
-            chat = _chat(request, matched, caps)
-            _sync(request, matched, caps)
-            ttl = self._ttl(request, caps)
+            video = _video(request, matched, identity, claims, needs)
+            voice = _voice(request, matched, needs)
+            chat = _chat(request, matched, needs)
+            _sync(request, matched, needs)
+            ttl = self._ttl(request, needs.caps)
         except _Refusal as refusal:
             return refusal.denied
-        plan = Plan(named, ttl, video=video, voice=voice, chat=chat, sync=request.sync)
+        plan = Plan(
+            named,
+            ttl,
+            video=video,
+            voice=voice,
+            chat=chat,
+            sync=request.sync,
+            attestation=needs.attestation,
+        )
         return Allowed(plan)
 
     def _ttl(self, request: TokenRequest, caps: Sequence[int]) -> int:
@@ -144,8 +162,23 @@ class TokenPolicy:
         return request.ttl
 
 
+class _Needs:
+    """What the rules that give each requested grant ask: the TTL cap of each grant (the
+    most generous giver's), and the attestation (the strictest giver's)."""
+
+    def __init__(self) -> None:
+        self.caps: list[int] = []
+        self.attestation: Attestation = "none"
+
+    def add(self, rules: Sequence[Rule]) -> None:
+        self.caps.append(max(rule.max_ttl for rule in rules))
+        strictest = max(ATTESTATIONS.index(rule.attestation) for rule in rules)
+        if strictest > ATTESTATIONS.index(self.attestation):
+            self.attestation = ATTESTATIONS[strictest]
+
+
 def _video(
-    request: TokenRequest, matched: Sequence[Rule], identity: str, claims: Claims, caps: list[int]
+    request: TokenRequest, matched: Sequence[Rule], identity: str, claims: Claims, needs: _Needs
 ) -> VideoPlan | None:
     if request.video is None:
         return None
@@ -158,11 +191,11 @@ def _video(
     ]
     if not fitting:
         raise _Refusal("room_not_allowed", "room matches no allowed pattern")
-    caps.append(max(rule.max_ttl for rule in fitting))
+    needs.add(fitting)
     return VideoPlan(room=room)
 
 
-def _voice(request: TokenRequest, matched: Sequence[Rule], caps: list[int]) -> VoicePlan | None:
+def _voice(request: TokenRequest, matched: Sequence[Rule], needs: _Needs) -> VoicePlan | None:
     if request.voice is None:
         return None
     incoming_rules = [rule for rule in matched if rule.voice_incoming]
@@ -180,29 +213,29 @@ def _voice(request: TokenRequest, matched: Sequence[Rule], caps: list[int]) -> V
     if not incoming and not outgoing:
         raise _Refusal("grant_not_allowed", "voice grant would allow nothing")
     if incoming:
-        caps.append(max(rule.max_ttl for rule in incoming_rules))
+        needs.add(incoming_rules)
     if outgoing:
-        caps.append(max(rule.max_ttl for rule in outgoing_rules))
+        needs.add(outgoing_rules)
     return VoicePlan(incoming=incoming, outgoing=outgoing, push=request.voice.push)
 
 
-def _chat(request: TokenRequest, matched: Sequence[Rule], caps: list[int]) -> ChatPlan | None:
+def _chat(request: TokenRequest, matched: Sequence[Rule], needs: _Needs) -> ChatPlan | None:
     if request.chat is None:
         return None
     givers = [rule for rule in matched if rule.chat]
     if not givers:
         raise _Refusal("grant_not_allowed", "no rule gives chat")
-    caps.append(max(rule.max_ttl for rule in givers))
+    needs.add(givers)
     return ChatPlan(push=request.chat.push)
 
 
-def _sync(request: TokenRequest, matched: Sequence[Rule], caps: list[int]) -> None:
+def _sync(request: TokenRequest, matched: Sequence[Rule], needs: _Needs) -> None:
     if not request.sync:
         return
     givers = [rule for rule in matched if rule.sync]
     if not givers:
         raise _Refusal("grant_not_allowed", "no rule gives sync")
-    caps.append(max(rule.max_ttl for rule in givers))
+    needs.add(givers)
 
 
 def parse_token_policy(reader: TableReader, document: Mapping[str, object]) -> TokenPolicy:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from service.callers.claims import claim_value
 from service.patterns import glob_match
@@ -19,6 +20,10 @@ from service.tables import TableReader, is_string_list
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
 
 Claims = Mapping[str, object]
+#: What a rule asks of the app for the grants it gives: nothing, a valid Firebase App
+#: Check token, or one used only once. Listed from the least to the most strict.
+Attestation = Literal["none", "required", "limited_use"]
+ATTESTATIONS: tuple[Attestation, ...] = ("none", "required", "limited_use")
 ClaimValue = str | int | bool
 #: what a rule expects of a claim: a value, or any of several
 Expected = ClaimValue | tuple[ClaimValue, ...]
@@ -134,6 +139,8 @@ class Rule:
     match_identities: tuple[str, ...] = ()
     #: OAuth scopes the caller's token must all carry (``scope`` or ``scp``)
     match_scopes: tuple[str, ...] = ()
+    #: what the grants of this rule need of the app (Firebase App Check)
+    attestation: Attestation = "none"
 
     def applies_to(self, claims: Claims, identity: str, client_key: str | None) -> bool:
         """App users are matched by claims and scopes; a client-key caller by its name and
@@ -188,7 +195,7 @@ def parse_rules(reader: TableReader, value: object, max_ttl: int) -> tuple[Rule,
 def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
     where = f"rules[{index}]"
     table = reader.table(raw, where)
-    allowed = {"name", "match", "video", "voice", "chat", "sync", "max_ttl"}
+    allowed = {"name", "match", "video", "voice", "chat", "sync", "max_ttl", "attestation"}
     reader.known_keys(table, allowed, where)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -215,7 +222,17 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
         chat=reader.flag(table.get("chat", False), f"{where}.chat"),
         sync=reader.flag(table.get("sync", False), f"{where}.sync"),
         max_ttl=_rule_max_ttl(reader, table, where, max_ttl),
+        attestation=_attestation(reader, table, where),
     )
+
+
+def _attestation(reader: TableReader, table: Mapping[str, object], where: str) -> Attestation:
+    value = table.get("attestation", "none")
+    for known in ATTESTATIONS:
+        if value == known:
+            return known
+    reader.problem(f'{where}.attestation must be "required" or "limited_use"')
+    return "none"
 
 
 def _match_claims(

@@ -7,10 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests import support
 from tests.conftest import LeakWatch
@@ -28,14 +31,20 @@ def broker(environ: dict[str, str], tmp_path: Path) -> Iterator[support.BrokerPr
     support.stop_broker(server)
 
 
-def test_javascript_client_refreshes_before_expiry(
-    broker: support.BrokerProcess, caller_token: Callable[..., str], leaks: LeakWatch
-) -> None:
-    node = shutil.which("node")
-    if node is None:
+@pytest.fixture
+def node() -> str:
+    """Node.js, for the JavaScript example; under CI its absence fails, never skips."""
+    found = shutil.which("node")
+    if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail("node is not installed; CI must install it")
         pytest.skip("node is not installed")  # only outside CI: CI fails above
+    return found
+
+
+def test_javascript_client_refreshes_before_expiry(
+    node: str, broker: support.BrokerProcess, caller_token: Callable[..., str], leaks: LeakWatch
+) -> None:
     result = subprocess.run(
         [node, str(ROOT / "examples" / "web" / "refresh-demo.mjs")],
         env={
@@ -68,3 +77,77 @@ def test_python_client_caches_then_reports_refusals(
         client.token({"voice": {}})
     assert refused.value.status == 403
     assert refused.value.code == "grant_not_allowed"
+
+
+def test_javascript_client_sends_the_app_check_token(
+    node: str,
+    environ: dict[str, str],
+    tmp_path: Path,
+    caller_token: Callable[..., str],
+    leaks: LeakWatch,
+) -> None:
+    """Where a rule requires attestation, the example's getAppCheckToken is what passes."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    policy = tmp_path / "attested.toml"
+    policy.write_text(ATTESTED_POLICY)
+    with support.serve_jwks({"keys": [{**public, "kid": "appcheck-1", "alg": "RS256"}]}) as keys:
+        server = support.start_broker(
+            {
+                **environ,
+                "BROKER_POLICY_FILE": str(policy),
+                "APPCHECK_PROJECT_NUMBER": "123456789012",
+                "APPCHECK_APP_IDS": "1:123456789012:web:0a1b2c3d",
+                "APPCHECK_JWKS_URL": keys.url,
+            },
+            tmp_path,
+        )
+        try:
+            now = int(time.time())
+            app_check = jwt.encode(
+                {
+                    "sub": "1:123456789012:web:0a1b2c3d",
+                    "aud": ["projects/123456789012"],
+                    "iss": "https://firebaseappcheck.googleapis.com/123456789012",
+                    "iat": now,
+                    "exp": now + 3600,
+                },
+                key,
+                algorithm="RS256",
+                headers={"kid": "appcheck-1"},
+            )
+            script = (
+                f'import {{ TokenClient }} from "{ROOT / "examples" / "web" / "token-client.mjs"}";'
+                "const tokens = new TokenClient({ brokerUrl: process.env.BROKER_URL,"
+                " getSessionToken: async () => process.env.SESSION_TOKEN,"
+                " getAppCheckToken: async () => process.env.APP_CHECK_TOKEN,"
+                " grants: { voice: {} } });"
+                "const issued = await tokens.start(); tokens.stop();"
+                "console.log(JSON.stringify(issued.grants));"
+            )
+            result = subprocess.run(
+                [node, "--input-type=module", "-e", script],
+                env={
+                    **os.environ,
+                    "BROKER_URL": server.url,
+                    "SESSION_TOKEN": caller_token(roles="agent"),
+                    "APP_CHECK_TOKEN": app_check,
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            support.stop_broker(server)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["voice"]
+    leaks.check_text(result.stdout + result.stderr)
+
+
+ATTESTED_POLICY = """
+[[rules]]
+name = "answer calls"
+match = { claims = { roles = "agent" } }
+voice = { incoming = true }
+attestation = "required"
+"""

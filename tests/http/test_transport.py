@@ -126,7 +126,9 @@ def test_preflight(
     if allowed:
         assert response.headers["Access-Control-Allow-Origin"] == origin
         assert response.headers["Access-Control-Allow-Methods"] == "POST"
-        assert response.headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+        assert response.headers["Access-Control-Allow-Headers"] == (
+            "Authorization, Content-Type, X-Firebase-AppCheck"
+        )
     else:
         assert not any(name.startswith("Access-Control-") for name, _ in response.headers)
 
