@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 BIND ?= 127.0.0.1:8000
-# The end-to-end tests' OpenID provider (panva's oidc-provider), from the npm registry.
-OIDC_PROVIDER := tests/e2e/oidc_provider
-NODE_STAMP := $(OIDC_PROVIDER)/node_modules/.installed-$(shell sha1sum < $(OIDC_PROVIDER)/package-lock.json | cut -c1-12)
+# The end-to-end tests' node packages (panva's oidc-provider, playwright-core for the
+# browser tests), from the npm registry, as package-lock.json pins them.
+NODE_TESTS := tests/e2e/node
+NODE_STAMP := $(NODE_TESTS)/node_modules/.installed-$(shell sha1sum < $(NODE_TESTS)/package-lock.json | cut -c1-12)
 
 .PHONY: run test lint bench check-config clean
 
@@ -26,8 +27,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-$(NODE_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
-	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
+$(NODE_STAMP): $(NODE_TESTS)/package.json $(NODE_TESTS)/package-lock.json
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: lint $(NODE_STAMP)
@@ -40,4 +41,4 @@ check-config: $(STAMP)
 	$(BIN)/token-broker check-config
 
 clean:
-	rm -rf $(VENV) var .coverage .hypothesis $(OIDC_PROVIDER)/node_modules
+	rm -rf $(VENV) var .coverage .hypothesis $(NODE_TESTS)/node_modules

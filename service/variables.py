@@ -145,13 +145,28 @@ def issuer_url(value: str) -> str:
     return value
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origins(value: str) -> tuple[str, ...]:
-    found = tuple(origin.strip() for origin in value.split(",") if origin.strip())
-    for origin in found:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
-            raise ValueError(f": {origin!r} is not an exact origin such as https://app.io")
-    return found
+    """Exact origins, written as a browser sends them in ``Origin`` (lowercase host, no
+    default port), so that ``https://App.io:443`` still matches; no wildcard, no path."""
+    return tuple(_origin(origin.strip()) for origin in value.split(",") if origin.strip())
+
+
+def _origin(text: str) -> str:
+    problem = f": {text!r} is not an exact origin such as https://app.io"
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    host = parts.hostname
+    exact = not (parts.path or parts.query or parts.fragment or parts.username or "*" in text)
+    if parts.scheme not in DEFAULT_PORTS or not host or not exact:
+        raise ValueError(problem)
+    origin = f"{parts.scheme}://[{host}]" if ":" in host else f"{parts.scheme}://{host}"
+    return origin if port in (None, DEFAULT_PORTS[parts.scheme]) else f"{origin}:{port}"
 
 
 def database_url(value: str) -> str:

@@ -4,8 +4,9 @@
   says so (``X-Forwarded-Proto`` from a peer in ``BROKER_TRUSTED_PROXIES``), or a caller
   on loopback (a proxy or sidecar on the same host).
 - CORS only for the exact origins in ``BROKER_CORS_ORIGINS``: the origin is echoed with
-  ``Vary: Origin``; a preflight may ask for ``POST`` with ``Authorization`` and
-  ``Content-Type`` only. Any other origin, or ``null``, gets no CORS header at all.
+  ``Vary: Origin``; a preflight may ask for ``POST`` with ``Authorization``,
+  ``Content-Type`` and the App Check header only; every answer exposes ``Retry-After``
+  and ``X-Request-Id`` to the page. Any other origin, or ``null``, gets no CORS header.
 - Every response carries headers that keep browsers from sniffing, framing or leaking.
 """
 
@@ -30,7 +31,12 @@ HSTS = "max-age=63072000"
 #: What a browser may send: the caller's token, JSON, and the App Check token.
 ALLOWED_HEADERS = ("Authorization", "Content-Type", APP_CHECK_HEADER)
 PREFLIGHT_HEADERS = frozenset(name.lower() for name in ALLOWED_HEADERS)
-PREFLIGHT_MAX_AGE = "600"
+#: How long a browser may reuse a preflight: two hours, the most Chromium keeps one (a
+#: token refreshed every few minutes then costs one preflight in many).
+PREFLIGHT_MAX_AGE = "7200"
+#: What a page may read of an answer beside its body: when to retry (429, 503), and the
+#: request id to quote to support.
+EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 
 
 def require_https(settings: Settings, incoming: Request) -> None:
@@ -74,6 +80,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             origin = request.headers.get("Origin", "")
             if origin in origins and request.method == "POST":
                 response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         return response
 
 

@@ -30,7 +30,7 @@ from tests import support
 from tests.conftest import LeakWatch
 from tests.e2e.test_serve import token_request
 
-PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
+PROVIDER_DIR = Path(__file__).parent / "node"
 AUDIENCE = "https://api.example.test"
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never called: the code is read from the URL
 VOICE = {"grants": {"voice": {"incoming": True}}}
@@ -76,7 +76,7 @@ class OidcProvider:
     def start(self) -> None:
         node = shutil.which("node")
         if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            pytest.fail("node and tests/e2e/oidc_provider/node_modules are needed: run make test")
+            pytest.fail("node and tests/e2e/node/node_modules are needed: run make test")
         config = self.directory / f"provider-{len(self.keys)}.json"
         config.write_text(
             json.dumps(

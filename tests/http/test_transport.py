@@ -98,6 +98,17 @@ def test_cors_echoes_only_configured_origins(
         assert response.status_code == 200
         assert "Origin" in response.headers["Vary"]
         assert response.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
+        exposed = response.headers.get("Access-Control-Expose-Headers")
+        assert exposed == ("Retry-After, X-Request-Id" if allowed else None)
+
+
+def test_cors_exposes_retry_after_and_the_request_id_on_refusals_too(
+    cors_client: FlaskClient, post: support.Post
+) -> None:
+    response = post(support.VIDEO, "not-a-token", to=cors_client, headers={"Origin": APP_ORIGIN})
+    assert response.status_code == 401
+    assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After, X-Request-Id"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +140,7 @@ def test_preflight(
         assert response.headers["Access-Control-Allow-Headers"] == (
             "Authorization, Content-Type, X-Firebase-AppCheck"
         )
+        assert response.headers["Access-Control-Max-Age"] == "7200"
     else:
         assert not any(name.startswith("Access-Control-") for name, _ in response.headers)
 
