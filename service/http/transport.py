@@ -34,7 +34,7 @@ PREFLIGHT_HEADERS = frozenset(name.lower() for name in ALLOWED_HEADERS)
 #: How long a browser may reuse a preflight: two hours, the most Chromium keeps one (a
 #: token refreshed every few minutes then costs one preflight in many).
 PREFLIGHT_MAX_AGE = "7200"
-#: What a page may read of an answer beside its body: when to retry (429, 503), and the
+#: What a page may read of an answer beside its body: when to retry (429), and the
 #: request id to quote to support.
 EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 
