@@ -8,9 +8,11 @@ profile with ``BROKER_CORS_ORIGINS`` naming only the first. Each test opens one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -128,15 +130,24 @@ def browser() -> Callable[..., dict[str, Any]]:
                 {"chromium": chromium, "url": url, "config": config, "deadline_ms": DEADLINE_MS}
             )
         )
-        result = subprocess.run(
+        driver = subprocess.Popen(
             [str(node), str(DRIVER), str(plan)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=DEADLINE_MS / 1000 + 30,
             cwd=NODE_DIR,
+            start_new_session=True,  # node and the Chromium it starts: one group, ended below
         )
-        assert result.returncode == 0, result.stdout + result.stderr
-        report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        try:
+            out, err = driver.communicate(timeout=DEADLINE_MS / 1000 + 30)
+        except subprocess.TimeoutExpired:
+            out, err = "", "the browser did not finish in time"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+        assert driver.returncode == 0, out + err
+        report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return report
 
     return open_page
