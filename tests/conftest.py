@@ -101,7 +101,7 @@ def postgres_server() -> Iterator[str]:
     except psycopg.OperationalError as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")  # outside CI only
     name = f"token_broker_test_{os.getpid()}"
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{name}"')
@@ -126,7 +126,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server and redis-cli are needed; CI must install them")
-        pytest.skip("redis-server or redis-cli is not installed")
+        pytest.skip("redis-server or redis-cli is not installed")  # only outside CI: CI fails above
     cluster = support.RedisCluster(tmp_path_factory.mktemp("cluster"))
     try:
         cluster.start()

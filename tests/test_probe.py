@@ -21,6 +21,7 @@ def sleeper() -> Iterator[Callable[..., int]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*arguments: str) -> int:
+        # Not a wait: a process that stands still to be looked at, stopped below by its PID.
         script = "import time; time.sleep(60)"
         process = subprocess.Popen([sys.executable, "-c", script, "serve", *arguments])
         started.append(process)

@@ -16,7 +16,6 @@ from typing import Any, Literal, NewType
 
 from service.callers.claims import claim_value
 from service.callers.client_keys import ClientKeyFile, looks_like_client_key
-from service.callers.identities import voice_identity
 from service.callers.verifier import IssuerVerifier, client_of, unverified_issuer
 from service.clock import Clock, epoch_seconds
 from service.errors import AuthenticationFailed
@@ -57,13 +56,6 @@ class Caller:
     subject: str | None = None
     #: the provider's identity prefix (with several providers)
     identity_prefix: str = ""
-
-    def for_voice(self) -> Caller:
-        """This caller with the identity Voice accepts (see ``identities``)."""
-        if self.kind != "app_user" or self.subject is None:
-            return self
-        identity = self.identity_prefix + voice_identity(self.subject)
-        return replace(self, identity=Identity(identity))
 
     def acting_as(self, identity: str) -> Caller:
         """This client caller, acting for ``identity`` (policy still decides if it may)."""

@@ -9,6 +9,7 @@ Concurrent admissions never admit more than a budget, across workers and instanc
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,7 +166,7 @@ def filtered(
     return found[-limit:]
 
 
-class FilteringTrail:
+class FilteringTrail(ABC):
     """For stores that read the trail in time order only: filters applied after reading
     (generously: up to ``FILTER_WINDOW`` records), cut to ``limit`` at the end."""
 
@@ -180,9 +181,9 @@ class FilteringTrail:
         wanted = limit if identity is None and decision is None else FILTER_WINDOW
         return filtered(self._audit_lines(since, wanted), limit, identity, decision)
 
+    @abstractmethod
     def _audit_lines(self, since: datetime | None, limit: int) -> list[str]:
         """The newest ``limit`` records since ``since``, oldest first, aggregates included."""
-        raise NotImplementedError
 
 
 def refusal_line(minute: int, address: str, decision: str, code: str, count: str | int) -> str:

@@ -33,6 +33,7 @@ from service.errors import (
 )
 from service.limits import Budgets
 from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
+from service.tokens.identities import for_voice
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
@@ -105,7 +106,7 @@ class TokenIssuance:
         self, caller: Caller, request: TokenRequest, context: RequestContext
     ) -> IssuedToken:
         self._check_push_names(request)
-        named = caller.for_voice() if request.voice is not None else caller
+        named = for_voice(caller) if request.voice is not None else caller
         decision = self._policy.decide(
             caller.identity,
             caller.claims,

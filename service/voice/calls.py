@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.audit import AuditRecord, Recorder
-from service.callers.identities import base_identity
 from service.limits import Budgets
 from service.state import Admission, RefusalKind, Refused, StateStore
+from service.tokens import base_identity
 from service.voice.dialing import CallAllowed, DialPolicy, caller_identity, decide_call
 from service.voice.twiml import dial_twiml, refusal_twiml
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,42 +182,56 @@ def test_metrics_add_up_over_workers_and_instances(
     assert total == fleet.received
 
 
+#: What each request of the background traffic got: (when, status, problem code).
+Statuses = list[tuple[float, int, str]]
+
+
+@contextmanager
+def traffic(
+    fleet: Fleet, keys: support.Keys, leaks: LeakWatch, threads: int, subject: Callable[[int], str]
+) -> Iterator[Statuses]:
+    """Token requests from ``threads`` threads, round robin over the fleet, from the first
+    200 until the block ends; the caller of request ``n`` is ``subject(n)``."""
+    statuses: Statuses = []
+    stop = threading.Event()
+
+    def ask(offset: int) -> None:
+        number = offset
+        while not stop.is_set():
+            response = fleet.ask(number, bearer(keys, leaks, sub=subject(number)), leaks)
+            code = response.json().get("code", "") if response.status_code != 200 else ""
+            statuses.append((time.monotonic(), response.status_code, code))
+            number += threads
+
+    workers = [threading.Thread(target=ask, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        assert support.eventually(lambda: any(status == 200 for _, status, _ in statuses))
+        yield statuses
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
 def test_redis_failure_fails_closed_and_recovers_by_itself(
     fleet: Fleet, keys: support.Keys, leaks: LeakWatch
 ) -> None:
     pids = [instance.process.pid for instance in fleet.instances]
-    statuses: list[tuple[float, int, str]] = []
-    stop = threading.Event()
-
-    def traffic(offset: int) -> None:
-        number = offset
-        while not stop.is_set():
-            session = bearer(keys, leaks, sub=f"outage{number % 50}")
-            response = fleet.ask(number, session, leaks)
-            code = response.json().get("code", "") if response.status_code != 200 else ""
-            statuses.append((time.monotonic(), response.status_code, code))
-            number += 3
-
-    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
+    assert isinstance(fleet.redis, support.RedisServer)
     try:
-        assert support.eventually(lambda: any(status == 200 for _, status, _ in statuses))
-        assert isinstance(fleet.redis, support.RedisServer)
-        fleet.redis.stop()
-        stopped_at = time.monotonic()
-        assert support.eventually(
-            lambda: any(moment > stopped_at + 1.0 for moment, _, _ in statuses)
-        )
-        during = [(status, code) for moment, status, code in statuses if moment > stopped_at + 1.0]
-        for instance in fleet.instances:
-            assert requests.get(f"{instance.url}/readyz", timeout=5).status_code == 503
+        with traffic(fleet, keys, leaks, 3, lambda number: f"outage{number % 50}") as statuses:
+            fleet.redis.stop()
+            stopped_at = time.monotonic()
+            assert support.eventually(
+                lambda: any(moment > stopped_at + 1.0 for moment, _, _ in statuses)
+            )
+            for instance in fleet.instances:
+                assert requests.get(f"{instance.url}/readyz", timeout=5).status_code == 503
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        assert isinstance(fleet.redis, support.RedisServer)
         fleet.redis.start()
+    during = [(status, code) for moment, status, code in statuses if moment > stopped_at + 1.0]
     assert during
     assert set(during) == {(503, "unavailable")}
     assert all(status in (200, 429, 503) for _, status, _ in statuses)  # never a 500
@@ -237,23 +251,8 @@ def test_a_cluster_master_killed_fails_closed_then_its_replica_serves(
     assert isinstance(fleet.redis, support.RedisCluster)
     cluster = fleet.redis
     pids = [instance.process.pid for instance in fleet.instances]
-    statuses: list[tuple[float, int, str]] = []
-    stop = threading.Event()
-
-    def traffic(offset: int) -> None:
-        number = offset
-        while not stop.is_set():
-            session = bearer(keys, leaks, sub=f"failover{number}")  # none near its budget
-            response = fleet.ask(number, session, leaks)
-            code = response.json().get("code", "") if response.status_code != 200 else ""
-            statuses.append((time.monotonic(), response.status_code, code))
-            number += 2
-
-    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
-        assert support.eventually(lambda: any(status == 200 for _, status, _ in statuses))
+    # Each caller asks once: none comes near its budget.
+    with traffic(fleet, keys, leaks, 2, lambda number: f"failover{number}") as statuses:
         cluster.kill(cluster.masters()[0])
         killed_at = time.monotonic()
         assert support.eventually(
@@ -269,10 +268,6 @@ def test_a_cluster_master_killed_fails_closed_then_its_replica_serves(
             ),
             within=30.0,
         )
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
     refused = {(status, code) for moment, status, code in statuses if status != 200}
     assert refused <= {(503, "unavailable")}  # never a 500, never a wrong answer
     assert [instance.process.pid for instance in fleet.instances] == pids

@@ -19,8 +19,10 @@ grant; the audit record keeps the original subject.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from service.tokens import VOICE_IDENTITY
+from service.callers import Caller, Identity
+from service.tokens.format import VOICE_IDENTITY
 
 _KEEP = re.compile(r"[A-Za-z0-9]")
 _ESCAPE = re.compile(r"_x([0-9a-f]{2})_")
@@ -51,6 +53,15 @@ def subject_of(identity: str) -> str:
 
 def _escape(character: str) -> str:
     return "".join(f"_x{byte:02x}_" for byte in character.encode("utf-8"))
+
+
+def for_voice(caller: Caller) -> Caller:
+    """``caller`` with the identity Voice accepts: an app user's subject, encoded, after
+    its provider's prefix. A client key names its identity itself (policy checks it)."""
+    if caller.kind != "app_user" or caller.subject is None:
+        return caller
+    identity = caller.identity_prefix + voice_identity(caller.subject)
+    return replace(caller, identity=Identity(identity))
 
 
 def base_identity(identity: str, prefixes: tuple[str, ...] = ()) -> str:

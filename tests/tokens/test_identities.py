@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.callers.identities import base_identity, subject_of, voice_identity
 from service.tokens import VOICE_IDENTITY
+from service.tokens.identities import base_identity, subject_of, voice_identity
 
 
 def test_subjects_voice_accepts_are_kept() -> None:
