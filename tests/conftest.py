@@ -14,6 +14,7 @@ import os
 import shutil
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from werkzeug.test import TestResponse
 
 from service import create_app
 from service.cli import main
-from service.configuration import Configuration, load_configuration
-from service.policy_file import Policy
+from service.serving.configuration import Configuration, load_configuration
+from service.serving.policy_file import Policy
 from service.state import AuditTrail, Retention, StateStore, open_store, open_trail
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import TokenRequest
@@ -193,6 +194,15 @@ def audit_stream(leaks: LeakWatch) -> Iterator[io.StringIO]:
     leaks.check_text(stream.getvalue())
 
 
+@pytest.fixture(params=["pinned", "a_year_ahead"])
+def retention_clock(request: pytest.FixtureRequest) -> support.FakeClock:
+    """The clock of a retention test, twice: at the pinned date, and a year ahead of
+    today. Retention goes by the injected clock only, so it holds on any day."""
+    if request.param == "pinned":
+        return support.FakeClock(support.NOW)
+    return support.FakeClock(support.FakeClock()() + timedelta(days=365))
+
+
 @pytest.fixture
 def clock() -> support.FakeClock:
     """The app's clock: time moves only when a test advances it."""
@@ -287,7 +297,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     url = f"sqlite:///{tmp_path}/state.db"
     if STORES[request.param] is not None:
         url = request.getfixturevalue(str(STORES[request.param]))
-    found = open_store(url, retention=Retention())
+    found = open_store(url, retention=Retention(), clock=support.FakeClock(support.NOW))
     yield found
     found.close()
 
@@ -299,9 +309,10 @@ def trail(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditTrail
     url = f"sqlite:///{tmp_path}/state.db"
     if STORES.get(request.param) is not None:
         url = request.getfixturevalue(str(STORES[request.param]))
-    store = open_store(url, retention=Retention())
+    clock = support.FakeClock(support.NOW)
+    store = open_store(url, retention=Retention(), clock=clock)
     audit_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    found = open_trail(audit_url, store, retention=Retention())
+    found = open_trail(audit_url, store, retention=Retention(), clock=clock)
     yield found
     found.close()
     store.close()

@@ -37,7 +37,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
-from service.settings import IdentityProvider
+from service.config.settings import IdentityProvider
 
 ISSUER = "https://id.example.test/"
 AUDIENCE = "token-broker-tests"
@@ -68,6 +68,10 @@ ALERT = {
     "CurrentValue": "1000.00",
     "TriggerValue": "500",
 }
+
+
+#: The date the tests pin the clock to, where a day of their own is not what they test.
+NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
 
 
 class FakeClock:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.base.clock import Clock, system_clock
+from service.base.errors import AttestationRequired, AuthenticationFailed
 from service.callers.jwks import JwksKeys
 from service.callers.verifier import IssuerVerifier
-from service.clock import Clock, system_clock
-from service.errors import AttestationRequired, AuthenticationFailed
-from service.settings import AppCheckSettings
+from service.config.settings import AppCheckSettings
 
 HEADER = "X-Firebase-AppCheck"
 #: App Check tokens live 30 minutes to 7 days; their clocks are Google's.

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NewType
 
+from service.base.clock import Clock, epoch_seconds
+from service.base.errors import AuthenticationFailed
 from service.callers.claims import claim_value
 from service.callers.client_keys import ClientKeyFile, looks_like_client_key
 from service.callers.verifier import IssuerVerifier, client_of, unverified_issuer
-from service.clock import Clock, epoch_seconds
-from service.errors import AuthenticationFailed
 
 Identity = NewType("Identity", str)
 CallerKind = Literal["app_user", "client"]

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from service.errors import AuthenticationFailed, ConfigurationError, Unavailable
-from service.files import private_folder
+from service.base.errors import AuthenticationFailed, ConfigurationError, Unavailable
+from service.base.files import private_folder
 
 PREFIX = "tbk_"
 _KEY = re.compile(r"tbk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt import PyJWK
 from jwt.algorithms import ECAlgorithm
 
+from service.base.errors import ConfigurationError
+from service.base.files import private_folder
 from service.callers.verifier import IssuerVerifier
-from service.errors import ConfigurationError
-from service.files import private_folder
-from service.settings import DEV_AUDIENCE, DEV_ISSUER
+from service.config.settings import DEV_AUDIENCE, DEV_ISSUER
 
 KEY_FILE_NAME = "issuer-key.pem"
 KEY_ID = "dev-1"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from service import variables
 from service.callers.fetch import DEADLINE_SECONDS, FetchFailed, fetch_json
+from service.config import variables
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 

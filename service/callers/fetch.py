@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from service.errors import BrokerError
+from service.base.errors import BrokerError
 
 DEADLINE_SECONDS = 3.0
 MAX_BYTES = 1 << 20

@@ -21,9 +21,9 @@ from datetime import datetime
 import jwt
 from jwt import PyJWK, PyJWKSet
 
+from service.base.clock import Clock, system_clock
+from service.base.errors import Unavailable
 from service.callers.fetch import DEADLINE_SECONDS, FetchFailed, fetch_json
-from service.clock import Clock, system_clock
-from service.errors import Unavailable
 
 COOLDOWN_SECONDS = 30.0
 LIFESPAN_SECONDS = 300.0

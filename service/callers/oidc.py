@@ -3,12 +3,12 @@ found through discovery unless a JWKS URL is given (see ``discovery``)."""
 
 from __future__ import annotations
 
+from service.base.clock import Clock, system_clock
 from service.callers.authenticator import Provider
 from service.callers.discovery import JwksLocation
 from service.callers.jwks import COOLDOWN_SECONDS, JwksKeys
 from service.callers.verifier import IssuerVerifier
-from service.clock import Clock, system_clock
-from service.settings import IdentityProvider
+from service.config.settings import IdentityProvider
 
 
 def oidc_verifier(

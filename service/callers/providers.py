@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from service import variables
-from service.settings import ASYMMETRIC, DEV_ISSUER, MAX_LEEWAY_SECONDS, IdentityProvider
-from service.tables import TableReader
+from service.base.tables import TableReader
+from service.config import variables
+from service.config.settings import ASYMMETRIC, DEV_ISSUER, MAX_LEEWAY_SECONDS, IdentityProvider
 
 TABLE = "providers"
 PREFIX = re.compile(r"[A-Za-z0-9]{1,16}_")

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import jwt
 from jwt import PyJWK
 
-from service.errors import AuthenticationFailed, Unavailable
+from service.base.errors import AuthenticationFailed, Unavailable
 
 MAX_TOKEN_LENGTH = 8192
 MAX_KID_LENGTH = 256

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from service import probe
 from service.cli import client_keys, operators, serve, twilio_keys
+from service.serving import probe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

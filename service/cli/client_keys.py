@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from service.base.clock import system_clock
+from service.base.errors import ConfigurationError
 from service.callers.client_keys import ClientKeyFile
 from service.cli.loading import EXIT_NO, fail, iso, load
-from service.clock import system_clock
-from service.errors import ConfigurationError
 
 
 @click.group("client-key")

@@ -17,9 +17,9 @@ from typing import Literal, NoReturn, TypeVar, overload
 import click
 from click.core import ParameterSource
 
-from service.configuration import Configuration, load_configuration
-from service.errors import ConfigurationError, TwilioApiError, Unavailable
-from service.settings import Settings
+from service.base.errors import ConfigurationError, TwilioApiError, Unavailable
+from service.config.settings import Settings
+from service.serving.configuration import Configuration, load_configuration
 from service.state import AuditTrail, StateStore, open_store, open_trail
 
 T = TypeVar("T")

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from service.audit import AuditRecord, Decision
+from service.base.clock import system_clock
+from service.bookkeeping.audit import AuditRecord, Decision
 from service.cli.loading import (
     AUDIT_TRAIL,
     EXIT_NO,
@@ -23,8 +24,7 @@ from service.cli.loading import (
     trail_for,
     twilio_call,
 )
-from service.clock import system_clock
-from service.settings import Settings
+from service.config.settings import Settings
 from service.state import StateStore
 from service.usage.twilio_rest import TwilioUsage
 

@@ -1,5 +1,5 @@
 """Commands for running and developing: serve, check-config, dev-session, inspect (and
-healthcheck, in ``service.probe``)."""
+healthcheck, in ``service.serving.probe``)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import click
 
+from service.base.clock import system_clock
 from service.callers.dev_issuer import DevIssuer
 from service.callers.discovery import discovery_url
 from service.callers.jwks import JwksKeys
 from service.callers.oidc import oidc_verifier
 from service.cli.loading import EXIT_NO, fail, iso, load, store_for
-from service.clock import system_clock
-from service.configuration import Configuration
-from service.settings import BIND, IdentityProvider
+from service.config.settings import BIND, IdentityProvider
+from service.serving.configuration import Configuration
 from service.tokens.inspection import Inspection, inspect_token
 from service.tokens.minting import SigningKey
 
@@ -30,7 +30,7 @@ FAKE_CREDENTIALS_NOTICE = (
     "Twilio will reject them until real credentials are in .env"
 )
 DEMO_REQUEST = {"grants": {"video": {"room": "lobby"}}}
-#: prometheus_client's own variable; service.metrics names it too, but importing that
+#: prometheus_client's own variable; service.bookkeeping.metrics names it too, but importing that
 #: module would import prometheus_client before serve sets it.
 PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _RESERVED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "nbf")
@@ -118,7 +118,7 @@ def serve(
             ]
         )
     os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = metrics_directory
-    from service.server import run  # imports the app, gunicorn and prometheus_client
+    from service.serving.server import run  # imports the app, gunicorn and prometheus_client
 
     try:
         run(

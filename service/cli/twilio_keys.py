@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from service.base.clock import system_clock
 from service.cli.loading import EXIT_NO, admin_options, fail, load, twilio_call
-from service.clock import system_clock
-from service.configuration import Configuration
+from service.serving.configuration import Configuration
 from service.usage.twilio_rest import TwilioKeys
 
 

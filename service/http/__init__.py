@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.metrics import Metrics
-from service.settings import Settings
+from service.bookkeeping.metrics import Metrics
+from service.config.settings import Settings
 from service.state import AuditTrail
 from service.tokens.issuance import TokenIssuance
 from service.usage.alerts import UsageAlerts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.base.errors import error_codes
 from service.callers.attestation import HEADER as APP_CHECK_HEADER
-from service.errors import error_codes
 from service.tokens.format import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
 from service.tokens.request import MAX_BODY_BYTES
 

@@ -7,7 +7,7 @@ import hmac
 from flask import Blueprint, Response, current_app, json, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.errors import AuthenticationFailed
+from service.base.errors import AuthenticationFailed
 from service.http import broker
 from service.http.openapi import OPENAPI_DOCUMENT
 

@@ -7,8 +7,8 @@ import json
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.http import parse_options_header
 
+from service.base.errors import UnsupportedMediaType
 from service.callers.attestation import HEADER as APP_CHECK_HEADER
-from service.errors import UnsupportedMediaType
 from service.http import broker
 from service.http.transport import require_https
 from service.tokens.issuance import RequestContext

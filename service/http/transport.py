@@ -16,9 +16,9 @@ import ipaddress
 
 from flask import Flask, Request, Response, request
 
+from service.base.errors import HttpsRequired
 from service.callers.attestation import HEADER as APP_CHECK_HEADER
-from service.errors import HttpsRequired
-from service.settings import Settings
+from service.config.settings import Settings
 
 TOKENS_PATH = "/v1/tokens"
 SECURITY_HEADERS = {

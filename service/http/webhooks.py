@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Request, Response, current_app, g, request
 
+from service.config.settings import Settings
 from service.http import Broker, broker
-from service.settings import Settings
 from service.voice.calls import CallRequest
 
 blueprint = Blueprint("webhooks", __name__)

@@ -28,7 +28,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.errors import Unavailable
+from service.base.clock import Clock, system_clock
+from service.base.errors import Unavailable
 from service.state.store import RefusalCounts, Retention, newest, refusal_line
 
 T = TypeVar("T")
@@ -73,8 +74,16 @@ def partition_name(day: date) -> str:
 class PostgresTrail:
     """The audit trail in PostgreSQL; the state store keeps only budgets and switches."""
 
-    def __init__(self, url: str, *, retention: Retention, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: Retention,
+        pool_size: int = POOL_SIZE,
+        clock: Clock = system_clock,
+    ) -> None:
         self._retention = retention
+        self._clock = clock
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -164,7 +173,7 @@ class PostgresTrail:
         ]
 
         def upsert(connection: psycopg.Connection[Any]) -> None:
-            self._ensure_days(connection, datetime.now(UTC))
+            self._ensure_days(connection, self._clock())
             with connection.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO {REFUSALS} (minute, address, decision, code, count)"  # noqa: S608  # a constant table name
@@ -194,7 +203,7 @@ class PostgresTrail:
             parameters.append(decision)
 
         def read(connection: psycopg.Connection[Any]) -> list[tuple[float, str]]:
-            self._ensure_days(connection, datetime.now(UTC))
+            self._ensure_days(connection, self._clock())
             found = connection.execute(
                 f"SELECT extract(epoch FROM at)::float8, record FROM {TABLE}"  # noqa: S608  # constant names and placeholders only
                 f" WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC LIMIT %s",
@@ -224,7 +233,7 @@ class PostgresTrail:
         return [(float(row[0]), refusal_line(int(row[0]), *map(str, row[1:]))) for row in found]
 
     def ping(self) -> None:
-        self._run(lambda connection: self._ensure_days(connection, datetime.now(UTC)))
+        self._run(lambda connection: self._ensure_days(connection, self._clock()))
 
 
 def _options(url: str) -> str:

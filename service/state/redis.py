@@ -20,7 +20,9 @@ from typing import Any
 import redis
 from limits.storage import Storage, storage_from_string
 
-from service.errors import ConfigurationError, Unavailable
+from service.base.clock import Clock, system_clock
+from service.base.errors import ConfigurationError, Unavailable
+from service.state import redis_scripts as scripts
 from service.state.store import (
     Admission,
     Admitted,
@@ -31,8 +33,6 @@ from service.state.store import (
     RefusalCounts,
     Refused,
     Retention,
-    Spend,
-    Window,
     newest,
     refusal_line,
 )
@@ -45,123 +45,21 @@ REFUSALS_SIZES = PREFIX + "{audit}:refusal-sizes"
 TIMEOUT_SECONDS = 0.5
 _SCOPES: tuple[PauseScope, ...] = ("all", "voice_outgoing")
 _FIELD_SEPARATOR = "\x1f"
-_DAY = 86400
-
-# KEYS: pause flags, revocations, budget windows, then (when ARGV says so) the subject
-# whose latest sign-in to take, the subject whose sign-in to remember, the audit stream.
-# ARGV: now, #pauses, #revocations, signed-in time ("" for none), #windows, cost,
-# (amount, seconds) per window, then take-sign-in (0/1), remember-sign-in (0/1), how
-# long a sign-in is remembered, record ("" for none), stream MINID, stream MAXLEN.
-# Returns {0} admitted; {1, index, reason} paused; {2, index} revoked;
-# {3, index, seconds until room} rate limited (index of the refusing window).
-_ADMIT = """
-local now = tonumber(ARGV[1])
-local pauses, revocations = tonumber(ARGV[2]), tonumber(ARGV[3])
-local signed_in, windows, cost = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local after = 7 + 2 * windows
-local take_sign_in, remember_sign_in = ARGV[after] == '1', ARGV[after + 1] == '1'
-local key = 1 + pauses + revocations + windows
-local sign_in_key, remember_key, stream_key
-if take_sign_in then sign_in_key = KEYS[key]; key = key + 1 end
-if remember_sign_in then remember_key = KEYS[key]; key = key + 1 end
-stream_key = KEYS[key]
-if sign_in_key then signed_in = redis.call('GET', sign_in_key) or '' end
-key = 1
-for i = 1, pauses do
-  local reason = redis.call('HGET', KEYS[key], 'reason')
-  if reason then return {1, i, reason} end
-  key = key + 1
-end
-for i = 1, revocations do
-  local at = redis.call('GET', KEYS[key])
-  if at and (signed_in == '' or tonumber(signed_in) <= tonumber(at)) then return {2, i} end
-  key = key + 1
-end
-local first_window = key
-for i = 1, windows do
-  local amount, seconds = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  if cost > amount then return {3, i, seconds} end
-  local oldest = redis.call('LINDEX', KEYS[key], amount - cost)
-  if oldest and tonumber(oldest) > now - seconds then
-    return {3, i, math.max(1, math.ceil(tonumber(oldest) + seconds - now))}
-  end
-  key = key + 1
-end
-key = first_window
-for i = 1, windows do
-  local amount, seconds = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  for _ = 1, cost do redis.call('LPUSH', KEYS[key], ARGV[1]) end
-  redis.call('LTRIM', KEYS[key], 0, amount - 1)
-  redis.call('EXPIRE', KEYS[key], seconds)
-  key = key + 1
-end
-if remember_key then
-  local known = redis.call('GET', remember_key)
-  if not known or tonumber(known) < tonumber(signed_in) then
-    redis.call('SET', remember_key, signed_in, 'EX', ARGV[after + 2])
-  end
-end
-local record = ARGV[after + 3]
-if record ~= '' then
-  redis.call('XADD', stream_key, 'MINID', '~', ARGV[after + 4], '*', 'record', record)
-  redis.call('XTRIM', stream_key, 'MAXLEN', '~', ARGV[after + 5])
-end
-return {0}
-"""
-
-# KEYS: the index of minute hashes (score: minute), their field counts. ARGV: the
-# minute-hash prefix, the oldest minute kept, the most fields kept, then (minute,
-# field, count) triples. Old minutes go first; then the oldest until within the size.
-_COUNT_REFUSALS = """
-local index, sizes = KEYS[1], KEYS[2]
-local prefix, oldest, most = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV, 3 do
-  local hash = prefix .. ARGV[i]
-  if redis.call('HINCRBY', hash, ARGV[i + 1], ARGV[i + 2]) == tonumber(ARGV[i + 2]) then
-    redis.call('ZADD', index, tonumber(ARGV[i]), hash)
-    redis.call('HINCRBY', sizes, hash, 1)
-    redis.call('HINCRBY', sizes, '*', 1)
-  end
-end
-local function drop(hash)
-  redis.call('HINCRBY', sizes, '*', -tonumber(redis.call('HGET', sizes, hash) or '0'))
-  redis.call('HDEL', sizes, hash)
-  redis.call('ZREM', index, hash)
-  redis.call('DEL', hash)
-end
-for _, hash in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. oldest)) do
-  drop(hash)
-end
-while tonumber(redis.call('HGET', sizes, '*') or '0') > most do
-  local first = redis.call('ZRANGE', index, 0, 0)
-  if #first == 0 then break end
-  drop(first[1])
-end
-return 0
-"""
+DAY = 86400
 
 
-# KEYS: windows of one slot that a refused admission spent. ARGV: the time pushed, how
-# many times. The entries come out again; any trimmed for them were past their windows.
-_REFUND = """
-for _, key in ipairs(KEYS) do
-  redis.call('LREM', key, tonumber(ARGV[2]), ARGV[1])
-end
-return 0
-"""
-
-
-# KEYS: what a request is known by. ARGV: how long to remember them. Returns 0 when any
-# was remembered already (a replay), else remembers them all and returns 1.
-_FIRST_TIME = """
-for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then return 0 end
-end
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, '1', 'EX', ARGV[1])
-end
-return 1
-"""
+def connect(url: str) -> Any:
+    """A Redis client for ``url``: one server's, or a cluster's (``redis.RedisCluster``)."""
+    storage = storage_from_string(
+        url,
+        wrap_exceptions=True,
+        socket_timeout=TIMEOUT_SECONDS,
+        socket_connect_timeout=TIMEOUT_SECONDS,
+    )
+    if not isinstance(storage, Storage) or not hasattr(storage, "get_connection"):
+        # an async storage, or one without a Redis client: not for this server
+        raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])
+    return storage.get_connection()
 
 
 def _tag(owner: str) -> str:
@@ -187,33 +85,16 @@ def window_key(owner: str, budget: str, amount: int, seconds: int) -> str:
 class RedisStore(FilteringTrail):
     in_process_limits = False
 
-    def __init__(self, client: Any, *, retention: Retention) -> None:
+    def __init__(self, client: Any, *, retention: Retention, clock: Clock = system_clock) -> None:
         self._client = client
         self._retention = retention
-        self._admit = client.register_script(_ADMIT)
-        self._count_refusals = client.register_script(_COUNT_REFUSALS)
-        self._first_time = client.register_script(_FIRST_TIME)
+        self._clock = clock
+        self._admit = client.register_script(scripts.ADMIT)
+        self._count_refusals = client.register_script(scripts.COUNT_REFUSALS)
+        self._first_time = client.register_script(scripts.FIRST_TIME)
 
     def __repr__(self) -> str:
         return "RedisStore()"
-
-    @classmethod
-    def from_url(cls, url: str, *, retention: Retention) -> RedisStore:
-        """The store for ``url``; on a Redis Cluster (``redis+cluster://``), one that
-        admits in a step per slot (``ClusterRedisStore``)."""
-        storage = storage_from_string(
-            url,
-            wrap_exceptions=True,
-            socket_timeout=TIMEOUT_SECONDS,
-            socket_connect_timeout=TIMEOUT_SECONDS,
-        )
-        if not isinstance(storage, Storage) or not hasattr(storage, "get_connection"):
-            # an async storage, or one without a Redis client: not for this server
-            raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])
-        client = storage.get_connection()
-        if isinstance(client, redis.RedisCluster):
-            return ClusterRedisStore(client, retention=retention)
-        return cls(client, retention=retention)
 
     def _call(self, operation: str, *arguments: Any, **options: Any) -> Any:
         try:
@@ -245,7 +126,7 @@ class RedisStore(FilteringTrail):
             *[value for _, window in windows for value in (window.amount, window.seconds)],
             int(admission.sign_in_of is not None),
             int(remember is not None),
-            self._retention.revocation_days * _DAY,
+            self._retention.revocation_days * DAY,
             record,
             self._oldest_record_id(now),
             self._retention.audit_max_records,
@@ -254,10 +135,10 @@ class RedisStore(FilteringTrail):
             result = self._admit(keys=keys, args=arguments)
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
-        return _outcome(result, admission, [spend for spend, _ in windows])
+        return outcome_of(result, admission, [spend for spend, _ in windows])
 
     def _oldest_record_id(self, now: float) -> int:
-        return int((now - self._retention.audit_days * _DAY) * 1000)
+        return int((now - self._retention.audit_days * DAY) * 1000)
 
     def pauses(self) -> dict[PauseScope, Pause]:
         try:
@@ -284,7 +165,7 @@ class RedisStore(FilteringTrail):
             self._call("delete", pause_key(scope))
 
     def revoke(self, subject: str, at: datetime) -> None:
-        lapse = self._retention.revocation_days * _DAY
+        lapse = self._retention.revocation_days * DAY
         self._call("set", revocation_key(subject), repr(at.timestamp()), ex=lapse)
 
     def unrevoke(self, subject: str) -> bool:
@@ -292,20 +173,18 @@ class RedisStore(FilteringTrail):
 
     def append_audit(self, at: datetime, line: str) -> None:
         try:
-            pipeline = self._client.pipeline(transaction=False)
-            pipeline.xadd(
-                AUDIT_KEY,
-                {"record": line},
-                minid=self._oldest_record_id(at.timestamp()),
-                approximate=True,
-            )
-            pipeline.xtrim(AUDIT_KEY, maxlen=self._retention.audit_max_records, approximate=True)
-            pipeline.execute()
+            self._append(at.timestamp(), line)
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
 
+    def _append(self, now: float, record: str) -> None:
+        """The admission script with nothing to test: the record alone, IDed by ``now``."""
+        arguments: list[object] = [repr(now), 0, 0, "", 0, 1, 0, 0, 0, record]
+        arguments += [self._oldest_record_id(now), self._retention.audit_max_records]
+        self._admit(keys=[AUDIT_KEY], args=arguments)
+
     def count_refusals(self, counts: RefusalCounts) -> None:
-        oldest = int(datetime.now(UTC).timestamp()) - self._retention.audit_days * _DAY
+        oldest = int(self._clock().timestamp()) - self._retention.audit_days * DAY
         arguments: list[object] = [REFUSALS_PREFIX, oldest, self._retention.audit_max_records]
         for (minute, address, decision, code), count in counts.items():
             arguments += [minute, _FIELD_SEPARATOR.join((address, decision, code)), count]
@@ -315,7 +194,7 @@ class RedisStore(FilteringTrail):
             raise Unavailable("the Redis state store cannot be reached") from None
 
     def _audit_lines(self, since: datetime | None, limit: int) -> list[str]:
-        # Stream IDs are Redis's arrival times (ms): "since" is by arrival, a hair after `at`.
+        # Stream IDs are the records' times (ms), or for a late record just after the last.
         low = int(since.timestamp() * 1000) if since else "-"
         entries = self._call("xrevrange", AUDIT_KEY, "+", low, limit)
         records = [
@@ -349,104 +228,7 @@ class RedisStore(FilteringTrail):
         self._client.close()
 
 
-class ClusterRedisStore(RedisStore):
-    """The store on a Redis Cluster, where one script may only touch keys of one slot.
-
-    Each owner's keys share a slot (``{identity:alice}``, ``{ip:...}``), so callers
-    spread over the cluster and only the fleet-wide keys (pause flags, the global
-    budget) share one. An admission takes a step per slot: the switches are read
-    (pause flags, revocations, the caller's sign-in), then each owner's windows are
-    tested and spent by the admission script on that owner's slot; if one refuses, the
-    windows already spent are given back. Concurrent admissions never exceed a budget
-    (each budget is tested and spent in one script); one may be refused for a moment by
-    a spend that is then given back. The audit record (when the store keeps the trail)
-    is appended last, and without it the spends are given back and nothing is admitted.
-    """
-
-    def __init__(self, client: Any, *, retention: Retention) -> None:
-        super().__init__(client, retention=retention)
-        self._refund = client.register_script(_REFUND)
-
-    def __repr__(self) -> str:
-        return "ClusterRedisStore()"
-
-    def admit(self, admission: Admission) -> Outcome:
-        try:
-            return self._admit_in_steps(admission)
-        except (redis.RedisError, OSError):
-            raise Unavailable("the Redis state store cannot be reached") from None
-
-    def _admit_in_steps(self, admission: Admission) -> Outcome:
-        refused = self._switches(admission)
-        if refused is not None:
-            return refused
-        now = admission.at.timestamp()
-        groups: dict[str, list[tuple[Spend, Window]]] = {}
-        for spend in admission.spends:
-            groups.setdefault(spend.key, []).extend((spend, w) for w in spend.windows)
-        spent: list[list[str]] = []
-        for windows in groups.values():
-            keys = [window_key(s.key, s.budget, w.amount, w.seconds) for s, w in windows]
-            result = self._admit(keys=keys, args=self._arguments(now, windows, admission.cost))
-            if int(result[0]) != 0:
-                self._give_back(spent, now, admission.cost)
-                return _outcome(result, admission, [spend for spend, _ in windows])
-            spent.append(keys)
-        try:
-            self._remember_and_record(admission, now)
-        except (redis.RedisError, OSError):
-            self._give_back(spent, now, admission.cost)
-            raise
-        return Admitted()
-
-    def _switches(self, admission: Admission) -> Refused | None:
-        """Pause flags and revocations, read together (each key on its own slot)."""
-        pipeline = self._client.pipeline(transaction=False)
-        for scope in admission.pauses:
-            pipeline.hget(pause_key(scope), "reason")
-        for subject in admission.revocations:
-            pipeline.get(revocation_key(subject))
-        if admission.sign_in_of is not None:
-            pipeline.get(sign_in_key(admission.sign_in_of))
-        found = pipeline.execute()
-        reasons, revoked = found[: len(admission.pauses)], found[len(admission.pauses) :]
-        for scope, reason in zip(admission.pauses, reasons, strict=False):
-            if reason is not None:
-                return Refused("paused", reason.decode(), scope=scope)
-        signed_in = admission.signed_in_at
-        if admission.sign_in_of is not None:
-            latest = revoked.pop()
-            signed_in = float(latest) if latest is not None else None
-        for subject, at in zip(admission.revocations, revoked, strict=True):
-            if at is not None and (signed_in is None or signed_in <= float(at)):
-                return Refused("revoked", subject)
-        return None
-
-    def _arguments(
-        self, now: float, windows: Sequence[tuple[Spend, Window]], cost: int
-    ) -> list[object]:
-        """The admission script's arguments for windows only (no switch, no record)."""
-        limits = [value for _, window in windows for value in (window.amount, window.seconds)]
-        return [repr(now), 0, 0, "", len(windows), cost, *limits, 0, 0, 0, "", 0, 0]
-
-    def _remember_and_record(self, admission: Admission, now: float) -> None:
-        """A Voice token's sign-in, then the audit record: each a key of its own slot."""
-        if admission.remember_sign_in is not None and admission.signed_in_at is not None:
-            days = self._retention.revocation_days * _DAY
-            arguments: list[object] = [repr(now), 0, 0, repr(admission.signed_in_at), 0, 1]
-            arguments += [0, 1, days, "", 0, 0]
-            self._admit(keys=[sign_in_key(admission.remember_sign_in)], args=arguments)
-        if admission.record:
-            arguments = [repr(now), 0, 0, "", 0, 1, 0, 0, 0, admission.record]
-            arguments += [self._oldest_record_id(now), self._retention.audit_max_records]
-            self._admit(keys=[AUDIT_KEY], args=arguments)
-
-    def _give_back(self, spent: list[list[str]], now: float, cost: int) -> None:
-        for keys in spent:
-            self._refund(keys=keys, args=[repr(now), cost])
-
-
-def _outcome(result: Sequence[Any], admission: Admission, window_spends: list[Any]) -> Outcome:
+def outcome_of(result: Sequence[Any], admission: Admission, window_spends: list[Any]) -> Outcome:
     status = int(result[0])
     if status == 0:
         return Admitted()

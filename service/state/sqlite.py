@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from service.errors import ConfigurationError, Unavailable
-from service.files import private_file
+from service.base.clock import Clock, system_clock
+from service.base.errors import ConfigurationError, Unavailable
+from service.base.files import private_file
 from service.state.store import (
     Admission,
     Admitted,
@@ -66,10 +67,18 @@ def sqlite_path(url: str) -> Path:
 class SqliteStore(FilteringTrail):
     in_process_limits = True
 
-    def __init__(self, path: Path, *, retention: Retention, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention: Retention,
+        create: bool = True,
+        clock: Clock = system_clock,
+    ) -> None:
         """Open the store at ``path``; only ``create`` (the server) makes a new file, owner-only."""
         self.path = path
         self._retention = retention
+        self._clock = clock
         self._lapse_seconds = retention.revocation_days * _DAY
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
@@ -98,8 +107,10 @@ class SqliteStore(FilteringTrail):
         return f"SqliteStore({str(self.path)!r})"
 
     @classmethod
-    def from_url(cls, url: str, *, retention: Retention, create: bool = True) -> SqliteStore:
-        return cls(sqlite_path(url), retention=retention, create=create)
+    def from_url(
+        cls, url: str, *, retention: Retention, create: bool = True, clock: Clock = system_clock
+    ) -> SqliteStore:
+        return cls(sqlite_path(url), retention=retention, create=create, clock=clock)
 
     def _execute(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[object, ...]]:
         try:
@@ -273,7 +284,7 @@ class SqliteStore(FilteringTrail):
 
     def _prune(self) -> None:
         """Keep the trail within its age and its size, and let revocations lapse."""
-        now = datetime.now(UTC).timestamp()
+        now = self._clock().timestamp()
         oldest = now - self._retention.audit_days * _DAY
         most = self._retention.audit_max_records
         with self._lock:

@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.addresses import address_key
-from service.audit import AuditRecord, Decision, Recorder
-from service.callers import Authenticator, Caller
-from service.callers.attestation import LEEWAY_SECONDS, AppCheck
-from service.errors import (
+from service.base.addresses import address_key
+from service.base.errors import (
     AttestationReplayed,
     AttestationRequired,
     AuthenticationFailed,
@@ -31,7 +28,10 @@ from service.errors import (
     Unavailable,
     UnknownField,
 )
-from service.limits import Budgets
+from service.bookkeeping.audit import AuditRecord, Decision, Recorder
+from service.bookkeeping.limits import Budgets
+from service.callers import Authenticator, Caller
+from service.callers.attestation import LEEWAY_SECONDS, AppCheck
 from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
 from service.tokens.identities import for_voice
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint

@@ -20,8 +20,8 @@ import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
-from service.errors import MintingError
-from service.settings import Settings
+from service.base.errors import MintingError
+from service.config.settings import Settings
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL, identity_problem
 from service.tokens.policy import Plan
 

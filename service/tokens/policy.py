@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from service.tables import TableReader
+from service.base.tables import TableReader
 from service.tokens.format import identity_problem
 from service.tokens.request import TokenRequest
 from service.tokens.rules import (

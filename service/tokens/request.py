@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.errors import InvalidJson, InvalidRequest, InvalidRoom, InvalidTtl, UnknownField
+from service.base.errors import InvalidJson, InvalidRequest, InvalidRoom, InvalidTtl, UnknownField
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL, room_is_acceptable
 
 MAX_BODY_BYTES = 4096

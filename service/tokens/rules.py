@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from service.base.patterns import glob_match
+from service.base.tables import TableReader, is_string_list
 from service.callers.claims import claim_value
-from service.patterns import glob_match
-from service.tables import TableReader, is_string_list
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
 
 Claims = Mapping[str, object]

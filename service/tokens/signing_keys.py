@@ -16,9 +16,9 @@ import logging
 import threading
 from datetime import datetime
 
-from service.clock import Clock, system_clock
-from service.errors import ConfigurationError
-from service.settings import Settings, read_api_key
+from service.base.clock import Clock, system_clock
+from service.base.errors import ConfigurationError
+from service.config.settings import Settings, read_api_key
 from service.tokens.minting import SigningKey
 
 CHECK_SECONDS = 0.5

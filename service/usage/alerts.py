@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.audit import AuditRecord, Recorder
+from service.bookkeeping.audit import AuditRecord, Recorder
 from service.state import PauseScope, StateStore
 
 MAX_REASON_FIELD = 40

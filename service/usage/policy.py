@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from service.base.tables import TableReader
 from service.state import PauseScope
-from service.tables import TableReader
 
 TABLES = frozenset({"usage", "usage_alert"})
 PERIODS = ("today", "this_month")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from twilio.base.exceptions import TwilioException
 
-from service.errors import TwilioApiError
+from service.base.errors import TwilioApiError
 
 
 @dataclass(frozen=True)

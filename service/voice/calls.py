@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.audit import AuditRecord, Recorder
-from service.limits import Budgets
+from service.bookkeeping.audit import AuditRecord, Recorder
+from service.bookkeeping.limits import Budgets
 from service.state import Admission, RefusalKind, Refused, StateStore
 from service.tokens import base_identity
 from service.voice.dialing import CallAllowed, DialPolicy, caller_identity, decide_call

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from service.limits import valid_budget
-from service.patterns import glob_match
-from service.tables import TableReader
+from service.base.patterns import glob_match
+from service.base.tables import TableReader
+from service.bookkeeping.limits import valid_budget
 from service.tokens import VOICE_IDENTITY
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from twilio.request_validator import RequestValidator
 
-from service.clock import Clock
-from service.errors import InvalidSignature, Replayed
+from service.base.clock import Clock
+from service.base.errors import InvalidSignature, Replayed
 from service.state import StateStore
 
 REPLAY_WINDOW_SECONDS = 86400

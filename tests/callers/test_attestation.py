@@ -249,7 +249,7 @@ def test_any_header_is_a_clean_refusal(
 def test_a_rule_requiring_attestation_needs_app_check_settings(
     make_client: Callable[..., FlaskClient], environ: dict[str, str]
 ) -> None:
-    from service.errors import ConfigurationError
+    from service.base.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="requires attestation"):
         make_client({**environ, "TWILIO_CALLER_ID": support.CALLER_ID}, policy=POLICY)

@@ -9,9 +9,9 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.base.errors import AuthenticationFailed
 from service.callers import Authenticator, Provider
 from service.callers.oidc import oidc_verifier
-from service.errors import AuthenticationFailed
 from tests import support
 
 _header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)

@@ -10,8 +10,8 @@ import pytest
 from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.base.errors import ConfigurationError
 from service.callers.client_keys import ClientKeyFile
-from service.errors import ConfigurationError
 from tests import support
 from tests.conftest import LeakWatch
 

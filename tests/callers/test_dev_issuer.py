@@ -11,9 +11,9 @@ from click.testing import Result
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from service.base.errors import AuthenticationFailed
 from service.callers import Authenticator, Provider
 from service.callers.dev_issuer import DevIssuer
-from service.errors import AuthenticationFailed
 from tests import support
 from tests.conftest import LeakWatch
 

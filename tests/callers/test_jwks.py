@@ -14,11 +14,11 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from service.base.errors import AuthenticationFailed, Unavailable
 from service.callers import Authenticator, Provider
 from service.callers.fetch import DEADLINE_SECONDS
 from service.callers.jwks import COOLDOWN_SECONDS, LIFESPAN_SECONDS
 from service.callers.oidc import oidc_verifier
-from service.errors import AuthenticationFailed, Unavailable
 from tests import support
 
 

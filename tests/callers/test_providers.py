@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from service.errors import ConfigurationError
-from service.policy_file import Policy
+from service.base.errors import ConfigurationError
+from service.serving.policy_file import Policy
 from tests import support
 
 STAFF = "https://login.staff.example.test/v2.0"

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from service.base.errors import TwilioApiError, Unavailable
 from service.cli import loading
-from service.errors import TwilioApiError, Unavailable
 
 
 def test_strict_exits_with_every_problem(

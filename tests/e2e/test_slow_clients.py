@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.server import HEADER_SECONDS
-from service.worker import BODY_SECONDS
+from service.serving.server import HEADER_SECONDS
+from service.serving.worker import BODY_SECONDS
 from tests import support
 from tests.conftest import LeakWatch
 

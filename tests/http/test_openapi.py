@@ -18,8 +18,8 @@ from schemathesis.specs.openapi import checks as openapi_checks
 from werkzeug.test import TestResponse
 
 from service import create_app
-from service.configuration import Configuration
 from service.http.openapi import ERROR_CODES, OPENAPI_DOCUMENT
+from service.serving.configuration import Configuration
 
 
 def schema(name: str) -> dict[str, Any]:

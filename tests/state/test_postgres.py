@@ -9,21 +9,21 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from service.errors import Unavailable
+from service.base.errors import Unavailable
 from service.http import broker
 from service.state import Retention, open_store
 from service.state.postgres import TABLE, PostgresTrail, partition_name
 from service.tokens.minting import token_fingerprint
 from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 
 
 def partitions(url: str) -> list[str]:
@@ -43,20 +43,27 @@ def through(proxy: support.TcpProxy, url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{proxy.port}"))
 
 
-def test_records_go_to_a_partition_a_day_and_old_days_are_dropped(postgres_url: str) -> None:
-    trail = PostgresTrail(postgres_url, retention=Retention(audit_days=2))
+def test_records_go_to_a_partition_a_day_and_old_days_are_dropped(
+    postgres_url: str, retention_clock: support.FakeClock
+) -> None:
+    trail = PostgresTrail(postgres_url, retention=Retention(audit_days=2), clock=retention_clock)
+    now = retention_clock()
     try:
-        trail.append_audit(NOW - timedelta(days=10), json.dumps({"n": "old"}))
+        retention_clock.advance(-10 * 86400)
+        trail.append_audit(retention_clock(), json.dumps({"n": "old"}))
         assert partitions(postgres_url) == [
-            partition_name((NOW - timedelta(days=10)).date()),
-            partition_name((NOW - timedelta(days=9)).date()),
+            partition_name((now - timedelta(days=10)).date()),
+            partition_name((now - timedelta(days=9)).date()),
         ]
-        trail.append_audit(NOW, json.dumps({"n": "new", "identity": "alice"}))
+        retention_clock.advance(10 * 86400)
+        trail.append_audit(now, json.dumps({"n": "new", "identity": "alice"}))
         assert partitions(postgres_url) == [
-            partition_name(NOW.date()),
-            partition_name((NOW + timedelta(days=1)).date()),
+            partition_name(now.date()),
+            partition_name((now + timedelta(days=1)).date()),
         ]
         assert [json.loads(line)["n"] for line in trail.audit_lines(None, 10)] == ["new"]
+        retention_clock.advance(3 * 86400)  # a new day's first use drops what is past
+        assert trail.audit_lines(None, 10) == []
     finally:
         trail.close()
 

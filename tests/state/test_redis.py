@@ -4,33 +4,53 @@ closed while Redis is down."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import redis
 
-from service.errors import Unavailable
+from service.base.errors import Unavailable
 from service.state import Admission, Retention, open_store
 from service.state.redis import REFUSALS_INDEX, revocation_key
 from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 
 
-def test_records_past_retention_are_trimmed(redis_url: str) -> None:
-    store = open_store(redis_url, retention=Retention(audit_days=1))
+def test_records_past_retention_are_trimmed(
+    redis_url: str, retention_clock: support.FakeClock
+) -> None:
+    store = open_store(redis_url, retention=Retention(audit_days=1), clock=retention_clock)
     for _ in range(300):
-        store.append_audit(datetime.now(UTC), '{"old": true}')
-    # Stream IDs are arrival times, so travel the record's clock instead: one stamped a
-    # day and an hour on makes all that arrived so far older than the retention. Redis
-    # trims approximately, in whole stream nodes (100 entries each by default).
-    store.append_audit(datetime.now(UTC) + timedelta(days=1, hours=1), '{"old": false}')
-    assert len(store.audit_lines(None, 1000)) < 100
+        store.append_audit(retention_clock(), '{"old": true}')
+    minute = int(retention_clock().timestamp()) // 60 * 60
+    store.count_refusals({(minute, "192.0.2.1", "denied", "old"): 1})
+    # Stream IDs are the records' times: one stamped a day and an hour on makes all so
+    # far older than the retention. Redis trims approximately, in whole stream nodes
+    # (100 entries each by default).
+    retention_clock.advance(25 * 3600)
+    store.append_audit(retention_clock(), '{"old": false}')
+    store.count_refusals({(minute + 25 * 3600, "192.0.2.1", "denied", "new"): 1})
+    lines = [json.loads(line) for line in store.audit_lines(None, 1000)]
+    records = [line for line in lines if "old" in line]
+    assert len(records) < 100
+    assert records[-1] == {"old": False}
+    assert [line["code"] for line in lines if "code" in line] == ["new"]
+
+
+def test_a_record_behind_the_stream_is_kept(redis_url: str) -> None:
+    """An instance whose clock is behind another's still appends (after the last)."""
+    store = open_store(redis_url, retention=Retention(), clock=support.FakeClock(NOW))
+    store.append_audit(NOW, '{"n": 1}')
+    store.append_audit(NOW - timedelta(seconds=5), '{"n": 2}')
+    assert [json.loads(line)["n"] for line in store.audit_lines(None, 10)] == [1, 2]
 
 
 def test_the_trail_keeps_about_its_size(redis_url: str) -> None:
-    store = open_store(redis_url, retention=Retention(audit_max_records=1000))
-    now = datetime.now(UTC)
+    store = open_store(
+        redis_url, retention=Retention(audit_max_records=1000), clock=support.FakeClock(NOW)
+    )
+    now = NOW
     for number in range(3000):
         store.append_audit(now, json.dumps({"n": number}))
     kept = [json.loads(line)["n"] for line in store.audit_lines(None, 10_000)]

@@ -4,17 +4,16 @@ answer, then served again by its promoted replica."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 import redis
 
-from service.errors import Unavailable
+from service.base.errors import Unavailable
 from service.state import Admission, Admitted, Refused, Retention, Spend, Window, open_store
-from service.state.redis import ClusterRedisStore, pause_key, revocation_key, window_key
+from service.state.redis import pause_key, revocation_key, window_key
+from service.state.redis_cluster import ClusterRedisStore
 from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 LIMIT = Window(amount=100, seconds=60)
 
 

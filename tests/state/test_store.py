@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from service.errors import ConfigurationError
+from service.base.errors import ConfigurationError
 from service.state import (
     Admission,
     Admitted,
@@ -20,8 +20,9 @@ from service.state import (
     open_store,
 )
 from service.state.sqlite import sqlite_path
+from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 MINUTE = Window(amount=3, seconds=60)
 
 

@@ -4,11 +4,12 @@ records and refusal counts listed alike, filtered alike, newest kept, oldest fir
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from service.state import AuditTrail
+from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 
 
 def record(n: int, **fields: object) -> str:
@@ -34,7 +35,7 @@ def test_refusals_are_stored_as_counts_and_listed_with_records(trail: AuditTrail
 
 
 def test_the_newest_records_oldest_first(trail: AuditTrail) -> None:
-    now = datetime.now(UTC)  # the Redis stream knows records by when they arrived
+    now = NOW  # the Redis stream knows records by their time too
     for n in range(5):
         trail.append_audit(now, record(n))
     assert numbers(trail.audit_lines(None, 3)) == [2, 3, 4]

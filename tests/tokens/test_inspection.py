@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jwt
 
@@ -13,7 +13,7 @@ from tests import support
 from tests.conftest import LeakWatch
 
 KEY = SigningKey(support.ACCOUNT_SID, support.API_KEY_SID, support.API_KEY_SECRET)
-NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+NOW = support.NOW
 
 
 def minted(leaks: LeakWatch) -> str:

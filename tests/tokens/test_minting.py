@@ -10,12 +10,12 @@ import pytest
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import ChatGrant, SyncGrant, VideoGrant, VoiceGrant
 
-from service.errors import MintingError
+from service.base.errors import MintingError
 from service.tokens.minting import Minter, Services, SigningKey
 from service.tokens.policy import ChatPlan, Plan, VideoPlan, VoicePlan
 from tests import support
 
-NOW = datetime(2026, 11, 28, 18, 0, 0, tzinfo=UTC)
+NOW = support.NOW
 
 
 SERVICES = Services(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from service.policy_file import Policy
+from service.serving.policy_file import Policy
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import ChatRequest, TokenRequest, VideoRequest, VoiceRequest
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.errors import InvalidRequest
+from service.base.errors import InvalidRequest
 from service.tokens.request import TokenRequest, VideoRequest, VoiceRequest, parse_token_request
 
 json_values = st.recursive(

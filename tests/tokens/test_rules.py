@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from service.errors import ConfigurationError
-from service.policy_file import Policy
+from service.base.errors import ConfigurationError
+from service.serving.policy_file import Policy
 from service.tokens.policy import Allowed, Denied
 from service.tokens.request import TokenRequest, VideoRequest
 from service.tokens.rules import RoomPattern

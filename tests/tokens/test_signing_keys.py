@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.configuration import Configuration, load_configuration
+from service.serving.configuration import Configuration, load_configuration
 from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
 from tests import support
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import ConfigurationError
-from service.policy_file import Policy
+from service.base.errors import ConfigurationError
+from service.serving.policy_file import Policy
 
 
 def test_malformed_usage_thresholds_are_a_startup_error() -> None:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from service.errors import TwilioApiError
+from service.base.errors import TwilioApiError
 from service.usage.twilio_rest import TwilioKeys, TwilioUsage
 from tests import support
 from tests.fake_twilio import ADMIN_SID, ADMIN_TOKEN, FakeTwilio

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import ConfigurationError
-from service.policy_file import Policy
+from service.base.errors import ConfigurationError
+from service.serving.policy_file import Policy
 from service.voice.dialing import (
     HIGH_RISK_PREFIXES,
     CallAllowed,

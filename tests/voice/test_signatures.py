@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.errors import InvalidSignature, Replayed
+from service.base.errors import InvalidSignature, Replayed
 from service.state import StateStore
 from service.voice.signatures import SignatureChecker, WebhookGuard
 from tests import support

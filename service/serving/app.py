@@ -1,0 +1,139 @@
+"""The application factory: wiring only."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import TextIO
+
+from flask import Flask, Response, g, request
+
+from service.base.clock import Clock, system_clock
+from service.base.errors import register_error_handlers
+from service.bookkeeping.audit import AuditLog, Recorder
+from service.bookkeeping.metrics import MULTIPROCESS_DIRECTORY, Metrics
+from service.callers import Authenticator, Provider
+from service.callers.attestation import AppCheck
+from service.callers.client_keys import ClientKeyFile
+from service.callers.dev_issuer import DevIssuer
+from service.callers.oidc import provider_of
+from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
+from service.http.proxies import TrustedProxies
+from service.serving.configuration import Configuration, load_configuration
+from service.state import open_store, open_trail
+from service.tokens.issuance import TokenIssuance
+from service.tokens.minting import Minter, Services
+from service.tokens.request import MAX_BODY_BYTES
+from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
+from service.usage.alerts import UsageAlerts
+from service.voice.calls import VoiceCalls
+from service.voice.signatures import SignatureChecker, WebhookGuard
+
+
+def create_app(
+    configuration: Configuration | None = None,
+    *,
+    clock: Clock = system_clock,
+    key_check_seconds: float = CHECK_SECONDS,
+    audit_stream: TextIO | None = None,
+) -> Flask:
+    """Build the broker. Without a configuration, read it from the process environment.
+
+    ``clock`` is the one source of time (tests pass a fake one: budgets' windows, caches
+    and key checks all follow it); ``key_check_seconds`` is how often rotated key files
+    are looked at. Audit lines go to ``audit_stream``, standard error by default.
+    """
+    if configuration is None:
+        configuration = load_configuration(os.environ)
+    settings, policy = configuration.settings, configuration.policy
+    app = Flask("service")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
+
+    store = open_store(settings.state_url, retention=settings.retention, clock=clock)
+    trail = open_trail(settings.audit_url, store, retention=settings.retention, clock=clock)
+    metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
+    audit = AuditLog(
+        trail, audit_stream, ipv6_prefix=settings.ipv6_prefix, in_admission=trail is store
+    )
+    recorder = Recorder(audit, metrics, clock)
+    budgets = policy.all_budgets()
+    keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
+    issuance = TokenIssuance(
+        authenticator=_authenticator(configuration, clock),
+        policy=policy.tokens,
+        budgets=budgets,
+        minter=Minter(keys.current, Services.from_settings(settings)),
+        push_names=frozenset(settings.push_credentials),
+        store=store,
+        trail=None if trail is store else trail,
+        app_check=AppCheck(settings.appcheck, clock=clock) if settings.appcheck else None,
+        recorder=recorder,
+        ipv6_prefix=settings.ipv6_prefix,
+        # As far as the identity provider's clock may be off from ours: its leeway.
+        revocation_margin=max(
+            (provider.leeway_seconds for provider in configuration.providers), default=30
+        ),
+    )
+    calls = VoiceCalls(
+        dial_policy=policy.dial,
+        incoming=policy.incoming,
+        caller_id=settings.caller_id,
+        budgets=budgets,
+        store=store,
+        recorder=recorder,
+        identity_prefixes=tuple(provider.identity_prefix for provider in configuration.providers),
+    )
+    app.extensions[EXTENSION_KEY] = Broker(
+        settings=settings,
+        issuance=issuance,
+        metrics=metrics,
+        calls=calls,
+        webhooks=WebhookGuard(
+            SignatureChecker(
+                [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
+            ),
+            store,
+            clock,
+        ),
+        usage_alerts=UsageAlerts(store=store, scope=policy.usage.alert_pauses, recorder=recorder),
+        resources=(store,) if trail is store else (store, trail),
+    )
+    _attach_request_hooks(app, metrics)
+    transport.init_app(app, settings)
+    register_error_handlers(app)
+    for blueprint in (tokens.blueprint, ops.blueprint, webhooks.blueprint):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def _authenticator(configuration: Configuration, clock: Clock) -> Authenticator:
+    """Who may call: the identity provider, the development issuer, client keys."""
+    settings = configuration.settings
+    providers = [provider_of(provider, clock=clock) for provider in configuration.providers]
+    if settings.dev_issuer_enabled:
+        providers.append(Provider(DevIssuer.load_or_create(settings.dev_dir).verifier()))
+    return Authenticator(
+        providers,
+        identity_claim=configuration.policy.tokens.identity_claim,
+        clock=clock,
+        client_keys=ClientKeyFile(settings.client_keys_file) if settings.client_keys_file else None,
+    )
+
+
+def _attach_request_hooks(app: Flask, metrics: Metrics) -> None:
+    """A request id on every response, and the latency of every request."""
+
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = secrets.token_hex(16)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(endpoint, time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
