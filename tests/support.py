@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -129,6 +130,9 @@ def assert_problem(response: TestResponse, status: int, code: str) -> None:
     assert problem["request_id"] == response.headers["X-Request-Id"]
     assert "token" not in problem
     assert "Traceback" not in response.get_data(as_text=True)
+    if status in (429, 503):  # RFC 9110: when to come back, as whole seconds
+        assert response.headers["Retry-After"].isdigit(), response.headers
+        assert int(response.headers["Retry-After"]) >= 1
 
 
 @dataclass
@@ -463,13 +467,15 @@ def cluster_port() -> int:
 
 @dataclass
 class RedisCluster:
-    """A real Redis Cluster on loopback: three masters, a replica each, owned by the tests.
-    ``kill`` stops a node by its PID (a master's replica takes over)."""
+    """A real Redis Cluster on loopback: three masters, a replica each unless told
+    otherwise, owned by the tests. ``kill`` stops a node by its PID (a master's replica
+    takes over; without one the cluster fails until ``restart`` brings it back)."""
 
     directory: Path
     nodes: list[RedisServer] = field(default_factory=list)
     #: how long a silent master takes to be failed over (milliseconds)
     node_timeout: int = 1500
+    replicas: int = 1
 
     @property
     def url(self) -> str:
@@ -477,7 +483,7 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{live.port}"
 
     def start(self) -> None:
-        for index in range(6):
+        for index in range(3 * (1 + self.replicas)):
             folder = self.directory / f"node{index}"
             folder.mkdir(parents=True, exist_ok=True)
             node = RedisServer(cluster_port(), str(folder))
@@ -499,7 +505,7 @@ class RedisCluster:
                 "create",
                 *addresses,
                 "--cluster-replicas",
-                "1",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -549,6 +555,17 @@ class RedisCluster:
     def kill(self, node: RedisServer) -> None:
         node.stop()
 
+    def restart(self, node: RedisServer) -> None:
+        """Start a killed node again: with its nodes.conf, it rejoins as it was."""
+        node.start()
+
+    def state(self) -> str:
+        """``cluster_state`` as the first live node sees it (``ok`` or ``fail``)."""
+        live = next(node for node in self.nodes if node.process is not None)
+        info = self.command(live, "cluster", "info")
+        found = re.search(r"^cluster_state:(\w+)", info, re.MULTILINE)
+        return found.group(1) if found else "unknown"
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
@@ -590,6 +607,17 @@ def start_broker(
     except ServerNotHealthy as problem:
         pytest.fail(f"{problem}:\n{log.read_text()}")
     return BrokerProcess(url, process, log)
+
+
+def operator(environment: dict[str, str], *arguments: str) -> None:
+    """Run ``token-broker ARGUMENTS`` as an operator would, beside running brokers."""
+    subprocess.run(
+        [BROKER, *arguments],
+        env={"PATH": os.environ.get("PATH", ""), **environment},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 def stop_broker(server: BrokerProcess) -> None:

@@ -18,6 +18,11 @@ import java.net.URL
 import java.time.Instant
 import org.json.JSONObject
 
+/** The broker refused: its status, its stable problem code, and (429, 503) how many seconds
+ *  to wait before asking again (Retry-After); until then the provider does not ask. */
+class BrokerRefusal(val status: Int, val code: String, val retryAfterSeconds: Long?) :
+    Exception("token broker said $status $code")
+
 class TokenProvider(
     private val brokerUrl: String,
     private val sessionToken: () -> String,   // your identity provider's token
@@ -26,12 +31,18 @@ class TokenProvider(
 ) {
     private var token: String? = null
     private var expiresAt: Instant = Instant.EPOCH
+    private var refusal: BrokerRefusal? = null
+    private var notBefore: Instant = Instant.EPOCH
 
     /** A token for [grants]; fetched again when within the margin of its expiry. Call off the main thread. */
     @Synchronized
     fun token(grants: JSONObject): String {
         val cached = token
         if (cached != null && Instant.now().plusSeconds(refreshMarginSeconds).isBefore(expiresAt)) return cached
+        refusal?.let {   // Retry-After has not passed: do not ask again yet
+            val left = notBefore.epochSecond - Instant.now().epochSecond
+            if (left > 0) throw BrokerRefusal(it.status, it.code, left)
+        }
         val connection = URL("$brokerUrl/v1/tokens").openConnection() as HttpURLConnection
         connection.requestMethod = "POST"
         connection.doOutput = true
@@ -42,7 +53,13 @@ class TokenProvider(
         connection.outputStream.use { it.write(JSONObject().put("grants", grants).toString().toByteArray()) }
         if (connection.responseCode != 200) {
             val problem = connection.errorStream?.bufferedReader()?.readText() ?: "{}"
-            throw IllegalStateException("token broker said ${connection.responseCode}: " + JSONObject(problem).optString("code"))
+            val wait = connection.getHeaderField("Retry-After")?.toLongOrNull()
+            val refused = BrokerRefusal(connection.responseCode, JSONObject(problem).optString("code"), wait)
+            if (wait != null) {   // 429, 503: schedule the next try after it, not at once
+                refusal = refused
+                notBefore = Instant.now().plusSeconds(wait)
+            }
+            throw refused
         }
         val issued = JSONObject(connection.inputStream.bufferedReader().readText())
         token = issued.getString("token")

@@ -13,6 +13,14 @@
 //   { try await AppCheck.appCheck().token(forcingRefresh: false).token }   // "required"
 import Foundation
 
+/// The broker refused: its status, its stable problem code, and (429, 503) how many seconds
+/// to wait before asking again (`Retry-After`); until then the provider does not ask.
+struct BrokerRefusal: Error {
+    let status: Int
+    let code: String
+    let retryAfter: TimeInterval?
+}
+
 struct IssuedToken: Decodable {
     let token: String
     let identity: String
@@ -28,6 +36,8 @@ final class TokenProvider {
     private var current: IssuedToken?
     private var expiry = Date.distantPast
     private let refreshMargin: TimeInterval = 60
+    private var refusal: BrokerRefusal?
+    private var notBefore = Date.distantPast
 
     init(
         brokerURL: URL,
@@ -42,6 +52,10 @@ final class TokenProvider {
     /// A token for `grants`, fetched again when within a minute of its expiry.
     func token(grants: [String: [String: String]]) async throws -> String {
         if let current, expiry.timeIntervalSinceNow > refreshMargin { return current.token }
+        if let refusal, notBefore.timeIntervalSinceNow > 0 {   // Retry-After has not passed
+            throw BrokerRefusal(status: refusal.status, code: refusal.code,
+                                retryAfter: notBefore.timeIntervalSinceNow)
+        }
         var request = URLRequest(url: brokerURL.appendingPathComponent("v1/tokens"))
         request.httpMethod = "POST"
         request.setValue("Bearer \(try await sessionToken())", forHTTPHeaderField: "Authorization")
@@ -51,8 +65,17 @@ final class TokenProvider {
         }
         request.httpBody = try JSONSerialization.data(withJSONObject: ["grants": grants])
         let (data, response) = try await URLSession.shared.data(for: request)
-        guard (response as? HTTPURLResponse)?.statusCode == 200 else {
-            throw URLError(.userAuthenticationRequired)   // read the problem+json `code`
+        let http = response as? HTTPURLResponse
+        guard let http, http.statusCode == 200 else {
+            let problem = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            let wait = (http?.value(forHTTPHeaderField: "Retry-After")).flatMap(TimeInterval.init)
+            let refused = BrokerRefusal(status: http?.statusCode ?? 0,
+                                        code: problem?["code"] as? String ?? "", retryAfter: wait)
+            if let wait {   // 429, 503: schedule the next try after it, not at once
+                refusal = refused
+                notBefore = Date().addingTimeInterval(wait)
+            }
+            throw refused
         }
         let issued = try JSONDecoder().decode(IssuedToken.self, from: data)
         current = issued

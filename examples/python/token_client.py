@@ -3,6 +3,10 @@
     client = TokenClient("https://broker.example.com", session_token=lambda: my_idp_token())
     token = client.token({"video": {"room": "standup"}})   # cached until 60 s before exp
 
+A refusal that says when to come back (429 ``rate_limited``, 503 ``issuance_paused`` or
+``unavailable``, each with ``Retry-After``) is honoured: until then, the client raises the
+same ``BrokerError`` again without asking the broker (``retry_after`` says how long is left).
+
 Standard library only. The broker decides what the token may do.
 """
 
@@ -39,6 +43,8 @@ class TokenClient:
         self.refresh_margin_seconds = refresh_margin_seconds
         self.timeout = timeout
         self._cache: dict[str, dict[str, Any]] = {}
+        self._not_before = 0.0
+        self._refusal: BrokerError | None = None
 
     def token(self, grants: dict[str, Any], ttl: int | None = None) -> str:
         """A token for ``grants``: the cached one, unless it is within the margin of expiry."""
@@ -52,7 +58,12 @@ class TokenClient:
         return str(issued["token"])
 
     def fetch(self, grants: dict[str, Any], ttl: int | None = None) -> dict[str, Any]:
-        """Ask the broker for a new token; raise ``BrokerError`` when it refuses."""
+        """Ask the broker for a new token; raise ``BrokerError`` when it refuses, or while a
+        refusal's ``Retry-After`` has not passed."""
+        wait = self._not_before - time.time()
+        if self._refusal is not None and wait > 0:
+            refusal = self._refusal
+            raise BrokerError(refusal.status, refusal.code, max(1, round(wait)))
         body: dict[str, Any] = {"grants": grants}
         if ttl is not None:
             body["ttl"] = ttl
@@ -71,6 +82,9 @@ class TokenClient:
         except urllib.error.HTTPError as error:
             problem = json.loads(error.read() or b"{}")
             retry_after = error.headers.get("Retry-After")
-            raise BrokerError(
+            refusal = BrokerError(
                 error.code, problem.get("code", ""), int(retry_after) if retry_after else None
-            ) from None
+            )
+            if refusal.retry_after is not None:
+                self._refusal, self._not_before = refusal, time.time() + refusal.retry_after
+            raise refusal from None

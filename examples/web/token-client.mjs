@@ -72,8 +72,10 @@ export class TokenClient {
     });
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
+      // 429 and 503 say when to come back (Retry-After, seconds): 60 while paused, 5 while
+      // a dependency is down, the budget's own time when rate limited. Ask again then.
       const retryAfter = Number(response.headers.get("Retry-After") || 0);
-      if (response.status === 429 || response.status === 503) this.schedule(Math.max(retryAfter, 5));
+      if (response.status === 429 || response.status === 503) this.schedule(retryAfter > 0 ? retryAfter : 5);
       throw new Error(`token broker said ${response.status} ${problem.code || ""}`.trim());
     }
     this.current = await response.json(); // {token, identity, expires_at, ttl, grants}

@@ -50,10 +50,15 @@ class RequestRefused(BrokerError):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     detail: ClassVar[str] = "The server could not complete the request."
+    #: seconds a client should wait before asking again (RFC 9110 ``Retry-After``), where
+    #: waiting helps: every 503 says it
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, reason: str = "", *, headers: dict[str, str] | None = None) -> None:
         self.reason = reason or self.code
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if self.retry_after is not None:
+            self.headers.setdefault("Retry-After", str(self.retry_after))
         super().__init__(self.reason)
 
 
@@ -226,6 +231,7 @@ class IssuancePaused(RequestRefused):
     status = 503
     code = "issuance_paused"
     detail = "Token issuance is paused by the operator."
+    retry_after = 60  # until an operator resumes: minutes, often; asking every minute is enough
 
 
 class Unavailable(RequestRefused):
@@ -234,6 +240,7 @@ class Unavailable(RequestRefused):
     status = 503
     code = "unavailable"
     detail = "The service is temporarily unavailable."
+    retry_after = 5  # an outage of a dependency is usually seconds (a failover, a restart)
 
 
 _WERKZEUG_EQUIVALENTS: dict[int, type[RequestRefused]] = {

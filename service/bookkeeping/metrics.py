@@ -26,31 +26,21 @@ class Metrics:
     def __init__(self, multiprocess_directory: str | None = None) -> None:
         self._multiprocess_directory = multiprocess_directory
         self.registry = CollectorRegistry()
-        self._tokens = Counter(
+        counter = self._counter
+        self._tokens = counter(
             "token_broker_tokens_issued",
             "Tokens issued, by grant (a token with two grants counts once under each).",
-            ["grant"],
-            registry=self.registry,
+            "grant",
         )
-        self._tokens_total = Counter(
-            "token_broker_tokens", "Tokens issued.", registry=self.registry
+        self._tokens_total = counter("token_broker_tokens", "Tokens issued.")
+        self._refusals = counter(
+            "token_broker_refusals", "Refused token requests, by problem code.", "code"
         )
-        self._refusals = Counter(
-            "token_broker_refusals",
-            "Refused token requests, by problem code.",
-            ["code"],
-            registry=self.registry,
+        self._rate_limited = counter(
+            "token_broker_rate_limit_hits", "Requests refused by a rate-limit budget.", "budget"
         )
-        self._rate_limited = Counter(
-            "token_broker_rate_limit_hits",
-            "Requests refused by a rate-limit budget.",
-            ["budget"],
-            registry=self.registry,
-        )
-        self._authentication_failures = Counter(
-            "token_broker_authentication_failures",
-            "Failed caller authentications.",
-            registry=self.registry,
+        self._authentication_failures = counter(
+            "token_broker_authentication_failures", "Failed caller authentications."
         )
         self._latency = Histogram(
             "token_broker_request_seconds",
@@ -59,16 +49,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
-        self._calls = Counter(
-            "token_broker_calls",
-            "Outgoing Voice calls decided, by outcome.",
-            ["outcome"],
-            registry=self.registry,
+        self._calls = counter(
+            "token_broker_calls", "Outgoing Voice calls decided, by outcome.", "outcome"
         )
-        self._usage_alerts = Counter(
-            "token_broker_usage_alerts",
-            "Usage-trigger callbacks that paused issuance.",
-            registry=self.registry,
+        self._usage_alerts = counter(
+            "token_broker_usage_alerts", "Usage-trigger callbacks that paused issuance."
         )
         self._paused = Gauge(
             "token_broker_paused",
@@ -76,6 +61,9 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=self.registry,
         )
+
+    def _counter(self, name: str, description: str, *labels: str) -> Counter:
+        return Counter(name, description, labels, registry=self.registry)
 
     def issued(self, grants: tuple[str, ...]) -> None:
         self._tokens_total.inc()

@@ -6,9 +6,12 @@ An exact top-level name wins (Auth0's namespaced claims are URLs with dots:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 MISSING = object()
+#: A claim name a policy may use: a letter or ``_``, then up to 63 of these.
+CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
 
 def claim_value(claims: Mapping[str, object], path: str) -> object:

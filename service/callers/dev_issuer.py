@@ -21,7 +21,7 @@ from jwt.algorithms import ECAlgorithm
 from service.base.errors import ConfigurationError
 from service.base.files import private_folder
 from service.callers.verifier import IssuerVerifier
-from service.config.settings import DEV_AUDIENCE, DEV_ISSUER
+from service.config.declared import DEV_AUDIENCE, DEV_ISSUER
 
 KEY_FILE_NAME = "issuer-key.pem"
 KEY_ID = "dev-1"

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 
 from service.base.tables import TableReader
 from service.config import variables
-from service.config.settings import ASYMMETRIC, DEV_ISSUER, MAX_LEEWAY_SECONDS, IdentityProvider
+from service.config.declared import ASYMMETRIC, DEV_ISSUER, MAX_LEEWAY_SECONDS
+from service.config.settings import IdentityProvider
 
 TABLE = "providers"
 PREFIX = re.compile(r"[A-Za-z0-9]{1,16}_")

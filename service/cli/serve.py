@@ -20,7 +20,8 @@ from service.callers.discovery import discovery_url
 from service.callers.jwks import JwksKeys
 from service.callers.oidc import oidc_verifier
 from service.cli.loading import EXIT_NO, fail, iso, load, store_for
-from service.config.settings import BIND, IdentityProvider
+from service.config.declared import BIND
+from service.config.settings import IdentityProvider
 from service.serving.configuration import Configuration
 from service.tokens.inspection import Inspection, inspect_token
 from service.tokens.minting import SigningKey

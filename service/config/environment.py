@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from service.config.settings import FAKE_API_KEY_SECRET, PROFILE
+from service.config.declared import FAKE_API_KEY_SECRET, PROFILE
 from service.config.variables import FAKE_SID_BODY
 
 

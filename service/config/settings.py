@@ -1,163 +1,62 @@
-"""Settings: one declared table of variables, parsed once from an explicit mapping.
+"""Settings: the frozen ``Settings``, parsed once from an explicit mapping.
 
-``VARIABLES`` names every variable the broker reads, with its parser, its default and
-whether it is a secret; ``Settings.from_env`` builds the frozen ``Settings`` from it,
-collecting every problem so that they are reported together. Secrets get no defaults
-and never appear in a repr or a message. ``NAME_FILE=/path`` may stand in for any
-secret or SID (the Docker and Kubernetes secrets convention).
+``Settings.from_env`` builds them from the declared table (``declared``), read by one
+``VariableReader`` (``reading``) that collects every problem, so that they are reported
+together. Secrets never appear in a repr or a message.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Literal, TypeVar, cast
+from typing import cast
 
 from service.base.errors import ConfigurationError
 from service.config import variables as parse
-from service.state.store import Retention
-
-T = TypeVar("T")
-Value = TypeVar("Value", covariant=True)
-Profile = Literal["production", "dev"]
-
-#: The issuer name of the built-in development issuer; production refuses it.
-DEV_ISSUER = "urn:token-broker:dev-issuer"
-DEV_AUDIENCE = "token-broker-dev"
-REGIONS = frozenset({"us1", "us2", "ie1", "de1", "au1", "jp1", "sg1", "br1"})
-MAX_LEEWAY_SECONDS = 60
-ASYMMETRIC = parse.ASYMMETRIC_ALGORITHMS
-#: The fixed secret of the generated development credentials (see ``environment``).
-FAKE_API_KEY_SECRET = "dev-only-fake-secret-twilio-rejects-it"
-
-
-@dataclass(frozen=True)
-class Variable(Generic[Value]):
-    """One environment variable: how its text becomes a value, and its default."""
-
-    name: str
-    parse: Callable[[str], Value]
-    default: Value
-    #: a secret: never in a message; may be given as NAME_FILE
-    secret: bool = False
-    #: may be given as NAME_FILE (every secret may)
-    from_file: bool = False
-    required: bool = False
-
-
-def _optional(parser: Callable[[str], T]) -> Callable[[str], T | None]:
-    return parser
-
-
-PROFILE = Variable("BROKER_PROFILE", parse.choice(("production", "dev")), "production")
-ACCOUNT_SID = Variable("TWILIO_ACCOUNT_SID", parse.sid("AC"), "", from_file=True, required=True)
-API_KEY_SID = Variable("TWILIO_API_KEY_SID", parse.sid("SK"), "", from_file=True, required=True)
-API_KEY_SECRET = Variable(
-    "TWILIO_API_KEY_SECRET", parse.secret(min_length=32), "", secret=True, required=True
-)
-REGION = Variable("TWILIO_REGION", _optional(parse.choice(REGIONS)), None)
-AUTH_TOKEN = Variable("TWILIO_AUTH_TOKEN", _optional(parse.secret()), None, secret=True)
-AUTH_TOKEN_SECONDARY = Variable(
-    "TWILIO_AUTH_TOKEN_SECONDARY", _optional(parse.secret()), None, secret=True
-)
-CALLER_ID = Variable("TWILIO_CALLER_ID", _optional(parse.phone_number), None)
-TWIML_APP_SID = Variable("TWILIO_TWIML_APP_SID", _optional(parse.sid("AP")), None, from_file=True)
-CONVERSATIONS_SID = Variable(
-    "TWILIO_CONVERSATIONS_SERVICE_SID", _optional(parse.sid("IS")), None, from_file=True
-)
-SYNC_SID = Variable("TWILIO_SYNC_SERVICE_SID", _optional(parse.sid("IS")), None, from_file=True)
-PUSH_CREDENTIALS: Variable[Mapping[str, str]] = Variable(
-    "TWILIO_PUSH_CREDENTIALS", parse.push_credentials, {}
-)
-
-
-def _issuer(value: str) -> str:
-    if value == DEV_ISSUER:
-        raise ValueError(
-            "names the development issuer: it is built in (BROKER_PROFILE=dev only), never "
-            "configured, and production refuses it"
-        )
-    return parse.issuer_url(value)
-
-
-OIDC_ISSUER = Variable("OIDC_ISSUER", _optional(_issuer), None)
-OIDC_AUDIENCE: Variable[tuple[str, ...]] = Variable("OIDC_AUDIENCE", parse.names, ())
-OIDC_CLIENT_IDS: Variable[tuple[str, ...]] = Variable("OIDC_CLIENT_IDS", parse.names, ())
-OIDC_JWKS_URL = Variable("OIDC_JWKS_URL", _optional(parse.key_url), None)
-OIDC_ALGORITHMS: Variable[tuple[str, ...]] = Variable(
-    "OIDC_ALGORITHMS", parse.algorithms, ("RS256", "ES256")
-)
-OIDC_LEEWAY = Variable("OIDC_LEEWAY", parse.whole_number(0, MAX_LEEWAY_SECONDS), 30)
-OIDC_REQUIRED_TYP = Variable("OIDC_REQUIRED_TYP", _optional(parse.text), None)
-#: Firebase App Check, for rules that require app attestation.
-APPCHECK_PROJECT_NUMBER = Variable("APPCHECK_PROJECT_NUMBER", _optional(parse.project_number), None)
-APPCHECK_APP_IDS: Variable[tuple[str, ...]] = Variable("APPCHECK_APP_IDS", parse.names, ())
-APPCHECK_JWKS_URL = Variable(
-    "APPCHECK_JWKS_URL", parse.key_url, "https://firebaseappcheck.googleapis.com/v1/jwks"
-)
-POLICY_FILE = Variable("BROKER_POLICY_FILE", parse.path, Path("policy.toml"))
-CLIENT_KEYS_FILE = Variable("BROKER_CLIENT_KEYS_FILE", _optional(parse.path), None)
-STATE_URL = Variable("BROKER_STATE_URL", parse.state_url, "sqlite:///var/broker.sqlite3")
-#: The durable audit trail in PostgreSQL; unset: in the state store. It may hold a
-#: password: a secret (also as BROKER_AUDIT_URL_FILE).
-AUDIT_URL = Variable("BROKER_AUDIT_URL", _optional(parse.database_url), None, secret=True)
-AUDIT_RETENTION_DAYS = Variable("BROKER_AUDIT_RETENTION_DAYS", parse.whole_number(1, 3650), 30)
-AUDIT_MAX_RECORDS = Variable(
-    "BROKER_AUDIT_MAX_RECORDS", parse.whole_number(1000, 100_000_000), 1_000_000
-)
-REVOCATION_DAYS = Variable("BROKER_REVOCATION_DAYS", parse.whole_number(1, 3650), 90)
-IPV6_PREFIX = Variable("BROKER_IPV6_PREFIX", parse.whole_number(32, 128), 64)
-TRUSTED_PROXIES: Variable[tuple[parse.Network, ...]] = Variable(
-    "BROKER_TRUSTED_PROXIES", parse.networks, ()
-)
-CORS_ORIGINS: Variable[tuple[str, ...]] = Variable("BROKER_CORS_ORIGINS", parse.origins, ())
-METRICS_TOKEN = Variable("BROKER_METRICS_TOKEN", _optional(parse.secret()), None, secret=True)
-PUBLIC_URL = Variable("BROKER_PUBLIC_URL", _optional(parse.http_url), None)
-BIND = Variable(parse.BIND_VARIABLE, parse.bind_address, parse.DEFAULT_BIND)
-DEV_DIR = Variable("BROKER_DEV_DIR", parse.path, Path("var/dev"))
-
-#: Every variable the broker reads, in the order .env.example documents them.
-VARIABLES: tuple[Variable[object], ...] = (
+from service.config.declared import (
     ACCOUNT_SID,
-    API_KEY_SID,
     API_KEY_SECRET,
-    REGION,
-    AUTH_TOKEN,
-    AUTH_TOKEN_SECONDARY,
-    CALLER_ID,
-    TWIML_APP_SID,
-    CONVERSATIONS_SID,
-    SYNC_SID,
-    PUSH_CREDENTIALS,
-    OIDC_ISSUER,
-    OIDC_AUDIENCE,
-    OIDC_CLIENT_IDS,
-    OIDC_JWKS_URL,
-    OIDC_ALGORITHMS,
-    OIDC_LEEWAY,
-    OIDC_REQUIRED_TYP,
-    APPCHECK_PROJECT_NUMBER,
+    API_KEY_SID,
     APPCHECK_APP_IDS,
     APPCHECK_JWKS_URL,
-    PROFILE,
-    POLICY_FILE,
-    CLIENT_KEYS_FILE,
-    STATE_URL,
-    AUDIT_URL,
-    AUDIT_RETENTION_DAYS,
+    APPCHECK_PROJECT_NUMBER,
     AUDIT_MAX_RECORDS,
-    REVOCATION_DAYS,
-    IPV6_PREFIX,
-    TRUSTED_PROXIES,
-    CORS_ORIGINS,
-    METRICS_TOKEN,
-    PUBLIC_URL,
+    AUDIT_RETENTION_DAYS,
+    AUDIT_URL,
+    AUTH_TOKEN,
+    AUTH_TOKEN_SECONDARY,
     BIND,
+    CALLER_ID,
+    CLIENT_KEYS_FILE,
+    CONVERSATIONS_SID,
+    CORS_ORIGINS,
     DEV_DIR,
+    FAKE_API_KEY_SECRET,
+    IPV6_PREFIX,
+    METRICS_TOKEN,
+    OIDC_ALGORITHMS,
+    OIDC_AUDIENCE,
+    OIDC_CLIENT_IDS,
+    OIDC_ISSUER,
+    OIDC_JWKS_URL,
+    OIDC_LEEWAY,
+    OIDC_REQUIRED_TYP,
+    POLICY_FILE,
+    PROFILE,
+    PUBLIC_URL,
+    PUSH_CREDENTIALS,
+    REGION,
+    REVOCATION_DAYS,
+    STATE_URL,
+    SYNC_SID,
+    TRUSTED_PROXIES,
+    TWIML_APP_SID,
+    Profile,
 )
+from service.config.reading import VariableReader
+from service.state.store import Retention
 
 
 @dataclass(frozen=True)
@@ -306,75 +205,6 @@ class Settings:
         return settings
 
 
-class VariableReader:
-    """Reads variables of the table from one mapping, collecting every problem."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self.problems: list[str] = []
-        #: variables whose ``_FILE`` was given but not read (said once, not also "required")
-        self._unreadable: set[str] = set()
-
-    def __call__(self, variable: Variable[T]) -> T:
-        """The variable's value; its default (and a problem) when missing or malformed."""
-        value = self.text(variable)
-        if value is None:
-            if variable.required and variable.name not in self._unreadable:
-                alternative = f" (or {variable.name}_FILE)" if variable.secret else ""
-                self.problems.append(f"{variable.name} is required{alternative}")
-            return variable.default
-        if (variable.secret or variable.from_file) and parse.looks_like_placeholder(value):
-            self.problems.append(f"{variable.name} is a placeholder copied from .env.example")
-            return variable.default
-        try:
-            return variable.parse(value)
-        except ValueError as error:
-            separator = "" if str(error).startswith(":") else " "
-            self.problems.append(f"{variable.name}{separator}{error}")
-            return variable.default
-
-    def text(self, variable: Variable[object]) -> str | None:
-        """The stripped text of ``NAME``, or of the file ``NAME_FILE`` names; None if unset."""
-        name = variable.name
-        direct = self._environ.get(name, "").strip()
-        file_name = (
-            self._environ.get(name + "_FILE", "").strip()
-            if variable.secret or variable.from_file
-            else ""
-        )
-        if direct and file_name:
-            self.problems.append(f"{name} and {name}_FILE are both set; set only one")
-            return None
-        if not file_name:
-            return direct or None
-        try:
-            found = Path(file_name).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as error:
-            self._unreadable.add(name)
-            self.problems.append(f"{name}_FILE names a file that cannot be read: {_why(error)}")
-            return None
-        if not found:
-            self._unreadable.add(name)
-            self.problems.append(f"{name}_FILE names an empty file")
-        return found or None
-
-
-def _why(error: OSError | UnicodeDecodeError) -> str:
-    """Why a secret's file was not read, and what to do; never its content."""
-    if isinstance(error, PermissionError):
-        return (
-            f"permission denied to this process (uid {os.getuid()}, gid {os.getgid()}): make "
-            "the file readable by it (in the image: owned by 10001, mode 0400)"
-        )
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, IsADirectoryError):
-        return "it is a directory"
-    if isinstance(error, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return error.strerror or type(error).__name__
-
-
 def _oidc(read: VariableReader) -> IdentityProvider | None:
     issuer = read(OIDC_ISSUER)
     audiences, client_ids = read(OIDC_AUDIENCE), read(OIDC_CLIENT_IDS)
@@ -446,17 +276,3 @@ def _profile_problems(settings: Settings, read: VariableReader) -> list[str]:
             "signatures are checked against the URL Twilio calls, never a request's Host"
         )
     return problems
-
-
-def read_api_key(sid_file: Path, secret_file: Path, *, production: bool) -> tuple[str, str]:
-    """Read a rotated API key from its two files; raise ``ConfigurationError`` if unusable."""
-    read = VariableReader(
-        {API_KEY_SID.name + "_FILE": str(sid_file), API_KEY_SECRET.name + "_FILE": str(secret_file)}
-    )
-    sid, secret = read(API_KEY_SID), read(API_KEY_SECRET)
-    problems = list(read.problems)
-    if production and (sid.endswith(parse.FAKE_SID_BODY) or secret == FAKE_API_KEY_SECRET):
-        problems.append("the rotated API key is the generated development placeholder")
-    if problems:
-        raise ConfigurationError(problems)
-    return sid, secret

@@ -16,12 +16,25 @@ _STRICT_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": Fals
 _PUSH = {"type": "string", "description": "Name of a configured push credential, e.g. apns."}
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before asking again (RFC 9110): until the budget has "
+        "room (429); 60 while issuance is paused, 5 while a dependency is down (503).",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     codes = ", ".join(f"`{code}`" for code in ERROR_CODES[status])
-    return {
+    response: dict[str, Any] = {
         "description": f"Problem details; code is one of {codes}.",
         "content": {"application/problem+json": {"schema": _PROBLEM}},
     }
+    if status in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    return response
 
 
 def _call_webhook(operation_id: str, summary: str, description: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 from flask import Flask, Response, g, request
@@ -21,7 +22,7 @@ from service.callers.oidc import provider_of
 from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
 from service.http.proxies import TrustedProxies
 from service.serving.configuration import Configuration, load_configuration
-from service.state import open_store, open_trail
+from service.state import AuditTrail, StateStore, open_store, open_trail
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
 from service.tokens.request import MAX_BODY_BYTES
@@ -40,10 +41,9 @@ def create_app(
 ) -> Flask:
     """Build the broker. Without a configuration, read it from the process environment.
 
-    ``clock`` is the one source of time (tests pass a fake one: budgets' windows, caches
-    and key checks all follow it); ``key_check_seconds`` is how often rotated key files
-    are looked at. Audit lines go to ``audit_stream``, standard error by default.
-    """
+    ``clock`` is the one source of time (tests pass a fake one: windows, caches, key
+    checks and the stores' retention all follow it); ``key_check_seconds`` is how often
+    rotated key files are looked at; audit lines go to ``audit_stream`` (else stderr)."""
     if configuration is None:
         configuration = load_configuration(os.environ)
     settings, policy = configuration.settings, configuration.policy
@@ -58,39 +58,12 @@ def create_app(
     audit = AuditLog(
         trail, audit_stream, ipv6_prefix=settings.ipv6_prefix, in_admission=trail is store
     )
-    recorder = Recorder(audit, metrics, clock)
-    budgets = policy.all_budgets()
-    keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
-    issuance = TokenIssuance(
-        authenticator=_authenticator(configuration, clock),
-        policy=policy.tokens,
-        budgets=budgets,
-        minter=Minter(keys.current, Services.from_settings(settings)),
-        push_names=frozenset(settings.push_credentials),
-        store=store,
-        trail=None if trail is store else trail,
-        app_check=AppCheck(settings.appcheck, clock=clock) if settings.appcheck else None,
-        recorder=recorder,
-        ipv6_prefix=settings.ipv6_prefix,
-        # As far as the identity provider's clock may be off from ours: its leeway.
-        revocation_margin=max(
-            (provider.leeway_seconds for provider in configuration.providers), default=30
-        ),
-    )
-    calls = VoiceCalls(
-        dial_policy=policy.dial,
-        incoming=policy.incoming,
-        caller_id=settings.caller_id,
-        budgets=budgets,
-        store=store,
-        recorder=recorder,
-        identity_prefixes=tuple(provider.identity_prefix for provider in configuration.providers),
-    )
+    parts = _Parts(configuration, store, trail, Recorder(audit, metrics, clock), clock)
     app.extensions[EXTENSION_KEY] = Broker(
         settings=settings,
-        issuance=issuance,
+        issuance=_issuance(parts, key_check_seconds),
         metrics=metrics,
-        calls=calls,
+        calls=_calls(parts),
         webhooks=WebhookGuard(
             SignatureChecker(
                 [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
@@ -98,7 +71,9 @@ def create_app(
             store,
             clock,
         ),
-        usage_alerts=UsageAlerts(store=store, scope=policy.usage.alert_pauses, recorder=recorder),
+        usage_alerts=UsageAlerts(
+            store=store, scope=policy.usage.alert_pauses, recorder=parts.recorder
+        ),
         resources=(store,) if trail is store else (store, trail),
     )
     _attach_request_hooks(app, metrics)
@@ -107,6 +82,56 @@ def create_app(
     for blueprint in (tokens.blueprint, ops.blueprint, webhooks.blueprint):
         app.register_blueprint(blueprint)
     return app
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What the use cases are built from: the configuration, where state and the trail are
+    kept, the one recorder of decisions and the one clock."""
+
+    configuration: Configuration
+    store: StateStore
+    trail: AuditTrail
+    recorder: Recorder
+    clock: Clock
+
+
+def _issuance(parts: _Parts, key_check_seconds: float) -> TokenIssuance:
+    """The token use case, with its callers, policy, budgets and signing key."""
+    configuration, clock = parts.configuration, parts.clock
+    settings, policy = configuration.settings, configuration.policy
+    keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
+    return TokenIssuance(
+        authenticator=_authenticator(configuration, clock),
+        policy=policy.tokens,
+        budgets=policy.all_budgets(),
+        minter=Minter(keys.current, Services.from_settings(settings)),
+        push_names=frozenset(settings.push_credentials),
+        store=parts.store,
+        trail=None if parts.trail is parts.store else parts.trail,
+        app_check=AppCheck(settings.appcheck, clock=clock) if settings.appcheck else None,
+        recorder=parts.recorder,
+        ipv6_prefix=settings.ipv6_prefix,
+        # As far as the identity provider's clock may be off from ours: its leeway.
+        revocation_margin=max(
+            (provider.leeway_seconds for provider in configuration.providers), default=30
+        ),
+    )
+
+
+def _calls(parts: _Parts) -> VoiceCalls:
+    """The Voice call use case: the dial policy, budgets, the caller id."""
+    configuration = parts.configuration
+    policy = configuration.policy
+    return VoiceCalls(
+        dial_policy=policy.dial,
+        incoming=policy.incoming,
+        caller_id=configuration.settings.caller_id,
+        budgets=policy.all_budgets(),
+        store=parts.store,
+        recorder=parts.recorder,
+        identity_prefixes=tuple(provider.identity_prefix for provider in configuration.providers),
+    )
 
 
 def _authenticator(configuration: Configuration, clock: Clock) -> Authenticator:

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.base.errors import ConfigurationError
+from service.config.declared import POLICY_FILE
 from service.config.environment import read_environment, with_first_run_defaults
-from service.config.settings import POLICY_FILE, IdentityProvider, Settings, VariableReader
+from service.config.reading import VariableReader
+from service.config.settings import IdentityProvider, Settings
 from service.serving.policy_file import Policy
 
 

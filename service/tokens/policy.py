@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.base.tables import TableReader
+from service.callers.claims import CLAIM_NAME
 from service.tokens.format import identity_problem
 from service.tokens.request import TokenRequest
 from service.tokens.rules import (
     ATTESTATIONS,
-    CLAIM_NAME,
     Attestation,
     Claims,
     Rule,

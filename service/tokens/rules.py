@@ -1,4 +1,4 @@
-"""Who matches which rule, and which rooms a rule's patterns allow: the policy's ``[[rules]]``.
+"""Who matches which rule: the policy's ``[[rules]]`` (room patterns: ``rooms``).
 
 A rule matches app users by their verified claims (``match = { claims = {...} }``, or
 ``{}`` for everyone), or server-to-server callers by client name and the identities they
@@ -7,17 +7,15 @@ may act for (``match = { clients = [...], identities = [...] }``); never both.
 
 from __future__ import annotations
 
-import functools
-import re
-import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from service.base.patterns import glob_match
 from service.base.tables import TableReader, is_string_list
 from service.callers.claims import claim_value
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
+from service.tokens.rooms import RoomPattern, parse_rooms
 
 Claims = Mapping[str, object]
 #: What a rule asks of the app for the grants it gives: nothing, a valid Firebase App
@@ -27,99 +25,6 @@ ATTESTATIONS: tuple[Attestation, ...] = ("none", "required", "limited_use")
 ClaimValue = str | int | bool
 #: what a rule expects of a claim: a value, or any of several
 Expected = ClaimValue | tuple[ClaimValue, ...]
-
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
-MAX_PATTERN_LENGTH = 256
-
-
-Piece = tuple[
-    str, str
-]  # ("literal", text) | ("wildcard", characters it may not hold) | ("placeholder", name)
-
-
-@dataclass(frozen=True)
-class RoomPattern:
-    """A room pattern: literal text, ``*`` wildcards and ``{identity}``/``{claims.X}``.
-
-    A filled-in value is literal text (a ``*`` in a claim is never a wildcard), and it
-    ends where the pattern says it ends: a wildcard after a placeholder may not hold the
-    character that follows the placeholder, nor one before a placeholder the character
-    that precedes it. With ``{identity}-*``, ``alice`` gets ``alice-1on1`` but never
-    ``alice-smith-1on1``: that room parses only as ``alice-smith`` + ``1on1``, the room
-    of ``alice-smith``. The source is split once, at load time.
-    """
-
-    source: str
-    _pieces: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_pieces", _split(self.source))
-
-    def matches(self, room: str, identity: str, claims: Claims) -> bool:
-        parts = []
-        for kind, text in self._pieces:
-            if kind == "literal":
-                parts.append(re.escape(text))
-            elif kind == "wildcard":
-                parts.append(f"[^{re.escape(text)}]*" if text else ".*")
-            else:
-                value = (
-                    identity if text == "identity" else claim_value(claims, text[len("claims.") :])
-                )
-                if not isinstance(value, str) or not value:
-                    return False
-                parts.append(re.escape(value))
-        return _compiled("".join(parts)).fullmatch(room) is not None
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(expression: str) -> re.Pattern[str]:
-    return re.compile(expression, re.DOTALL)
-
-
-def _split(source: str) -> tuple[Piece, ...]:
-    """Literal runs, wildcards and placeholders, each wildcard with what it may not hold."""
-    pieces: list[list[str]] = []
-    position = 0
-    for found in PLACEHOLDER.finditer(source):
-        pieces += _literal_and_wildcards(source[position : found.start()])
-        pieces.append(["placeholder", found.group(1)])
-        position = found.end()
-    pieces += _literal_and_wildcards(source[position:])
-    for index, (kind, _) in enumerate(pieces):
-        if kind != "placeholder":
-            continue
-        after = pieces[index + 1][1][:1] if index + 1 < len(pieces) else ""
-        before = pieces[index - 1][1][-1:] if index > 0 else ""
-        for piece in _run(pieces, index, step=1):
-            piece[1] += after
-        for piece in _run(pieces, index, step=-1):
-            piece[1] += before
-    return tuple(
-        (kind, "".join(sorted(set(text))) if kind == "wildcard" else text) for kind, text in pieces
-    )
-
-
-def _literal_and_wildcards(text: str) -> list[list[str]]:
-    pieces: list[list[str]] = []
-    for number, literal in enumerate(text.split("*")):
-        if number:
-            pieces.append(["wildcard", ""])
-        if literal:
-            pieces.append(["literal", literal])
-    return pieces
-
-
-def _run(pieces: list[list[str]], index: int, *, step: int) -> list[list[str]]:
-    """The wildcards from a placeholder to the next one (or the end), one way."""
-    found = []
-    position = index + step
-    while 0 <= position < len(pieces) and pieces[position][0] != "placeholder":
-        if pieces[position][0] == "wildcard":
-            found.append(pieces[position])
-        position += step
-    return found
 
 
 @dataclass(frozen=True)
@@ -216,7 +121,7 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
         ),
         match_clients=clients,
         match_identities=identities,
-        rooms=_rooms(reader, table, where),
+        rooms=parse_rooms(reader, table, where),
         voice_incoming=incoming,
         voice_outgoing=outgoing,
         chat=reader.flag(table.get("chat", False), f"{where}.chat"),
@@ -321,50 +226,3 @@ def parse_ttl(reader: TableReader, value: object, where: str, default: int) -> i
         reader.problem(f"{where} must be from {MIN_TTL} to {TWILIO_MAX_TTL} seconds")
         return default
     return value
-
-
-def _rooms(
-    reader: TableReader, table: Mapping[str, object], where: str
-) -> tuple[RoomPattern, ...] | None:
-    if "video" not in table:
-        return None
-    video = reader.table(table["video"], f"{where}.video")
-    reader.known_keys(video, {"rooms"}, f"{where}.video")
-    value = video.get("rooms")
-    if not isinstance(value, list) or not value:
-        reader.problem(f"{where}.video.rooms must be a non-empty list of room patterns")
-        return ()
-    patterns = []
-    for pattern in value:
-        problem = _pattern_problem(pattern)
-        if problem:
-            reader.problem(f"{where}.video.rooms: {pattern!r} {problem}")
-        else:
-            patterns.append(RoomPattern(str(pattern)))
-    return tuple(patterns)
-
-
-def _pattern_problem(pattern: object) -> str | None:
-    """Why a room pattern is malformed, or None when it is usable."""
-    if not isinstance(pattern, str) or not pattern:
-        return "must be a non-empty string"
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        return "is too long"
-    depth_free = PLACEHOLDER.sub("", pattern)
-    if "{" in depth_free or "}" in depth_free:
-        return "has an unbalanced or nested brace"
-    for found in PLACEHOLDER.finditer(pattern):
-        name = found.group(1)
-        if name != "identity" and not (
-            name.startswith("claims.") and CLAIM_NAME.fullmatch(name.removeprefix("claims."))
-        ):
-            return f"uses unknown placeholder {{{name}}} (use {{identity}} or {{claims.NAME}})"
-        before, after = pattern[: found.start()][-1:], pattern[found.end() :][:1]
-        if "*" in (before, after) or after == "{" or before == "}":
-            return (
-                "puts a placeholder right next to a wildcard or another placeholder: "
-                "separate them, as in {identity}-*, so that a value ends where it should"
-            )
-    if any(unicodedata.category(c).startswith("C") for c in pattern):
-        return "contains control or invisible characters"
-    return None

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from service.base.clock import Clock, system_clock
 from service.base.errors import ConfigurationError
-from service.config.settings import Settings, read_api_key
+from service.config.reading import read_api_key
+from service.config.settings import Settings
 from service.tokens.minting import SigningKey
 
 CHECK_SECONDS = 0.5

@@ -34,7 +34,9 @@ def test_a_pause_is_obeyed_at_once_shows_no_reason_and_resume_restores(
     assert post(support.VIDEO, bearer).status_code == 200
     cli("pause", "--reason", "account alice compromised", check=True)
     # The next request, with no time passing: nothing caches the pause.
-    support.assert_problem(post(support.VIDEO, bearer), 503, "issuance_paused")
+    paused = post(support.VIDEO, bearer)
+    support.assert_problem(paused, 503, "issuance_paused")
+    assert paused.headers["Retry-After"] == "60"  # until an operator acts: ask once a minute
     ready = client.get("/readyz")
     assert ready.status_code == 200  # paused is not broken
     assert ready.get_json()["paused"] is True

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from service.base.errors import ConfigurationError
+from service.config.declared import DEV_ISSUER, VARIABLES
 from service.config.environment import fake_twilio_credentials
-from service.config.settings import DEV_ISSUER, VARIABLES, Settings
+from service.config.settings import Settings
 from service.serving.configuration import load_configuration
 from tests import support
 

@@ -79,6 +79,53 @@ def test_python_client_caches_then_reports_refusals(
     assert refused.value.code == "grant_not_allowed"
 
 
+def test_clients_come_back_when_a_paused_broker_says(
+    node: str,
+    environ: dict[str, str],
+    broker: support.BrokerProcess,
+    caller_token: Callable[..., str],
+    leaks: LeakWatch,
+) -> None:
+    """A paused broker's 503 says Retry-After: 60. The web example schedules its next
+    try at exactly that; the Python client does not ask again before it."""
+    session = caller_token()
+    support.operator(environ, "pause", "--reason", "incident")
+    script = (
+        f'import {{ TokenClient }} from "{ROOT / "examples" / "web" / "token-client.mjs"}";'
+        "const tokens = new TokenClient({ brokerUrl: process.env.BROKER_URL,"
+        " getSessionToken: async () => process.env.SESSION_TOKEN, grants: { sync: {} } });"
+        "const scheduled = []; tokens.schedule = (seconds) => scheduled.push(seconds);"
+        "const error = await tokens.start().catch((e) => e.message);"
+        "console.log(JSON.stringify({ error, scheduled }));"
+    )
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        env={**os.environ, "BROKER_URL": broker.url, "SESSION_TOKEN": session},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"error": "token broker said 503 issuance_paused", "scheduled": [60]}
+    client = TokenClient(broker.url, session_token=lambda: session)
+    with pytest.raises(BrokerError) as paused:
+        client.token({"sync": {}})
+    assert (paused.value.status, paused.value.code, paused.value.retry_after) == (
+        503,
+        "issuance_paused",
+        60,
+    )
+    support.operator(environ, "resume")
+    with pytest.raises(BrokerError) as waiting:  # resumed, but Retry-After has not passed
+        client.token({"sync": {}})
+    assert waiting.value.code == "issuance_paused"
+    assert 0 < (waiting.value.retry_after or 0) <= 60
+    fresh = TokenClient(broker.url, session_token=lambda: session)  # one that was never told
+    leaks.issued.add(fresh.token({"sync": {}}))
+    leaks.check_text(result.stdout + result.stderr)
+
+
 def test_javascript_client_sends_the_app_check_token(
     node: str,
     environ: dict[str, str],

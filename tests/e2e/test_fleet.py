@@ -1,6 +1,7 @@
 """End to end with shared state: three broker instances (two workers each) on one real
 Redis, and two on a real Redis Cluster; Redis failing mid-traffic, a cluster master
-killed; the SQLite audit trail across a kill -9."""
+killed (failed over, or the cluster failed and seen by readiness); the SQLite audit trail
+across a kill -9."""
 
 from __future__ import annotations
 
@@ -54,16 +55,6 @@ class Fleet:
             with self.lock:
                 self.received += 1
         return response
-
-
-def operator(environment: dict[str, str], *arguments: str) -> None:
-    subprocess.run(
-        [support.BROKER, *arguments],
-        env={"PATH": os.environ.get("PATH", ""), **environment},
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
 
 
 @contextmanager
@@ -151,7 +142,7 @@ def test_pause_and_revoke_reach_every_worker_within_a_second(
     fleet: Fleet = request.getfixturevalue(backend)
     session = bearer(keys, leaks, sub="operator_target")
     assert fleet.ask(0, session, leaks).status_code == 200
-    operator(fleet.environment, "pause", "--reason", "drill")
+    support.operator(fleet.environment, "pause", "--reason", "drill")
     # The promise under test: obeyed everywhere within one second of the switch, and for good.
     assert support.eventually(
         lambda: _all_refuse(fleet, session, leaks, 503, "issuance_paused"), within=1.0
@@ -159,13 +150,13 @@ def test_pause_and_revoke_reach_every_worker_within_a_second(
     assert _all_refuse(fleet, session, leaks, 503, "issuance_paused")
     for instance in fleet.instances:
         assert requests.get(f"{instance.url}/readyz", timeout=5).json()["paused"] is True
-    operator(fleet.environment, "resume")
-    operator(fleet.environment, "revoke", "--identity", "operator_target")
+    support.operator(fleet.environment, "resume")
+    support.operator(fleet.environment, "revoke", "--identity", "operator_target")
     assert support.eventually(
         lambda: _all_refuse(fleet, session, leaks, 403, "revoked"), within=1.0
     )
     assert _all_refuse(fleet, session, leaks, 403, "revoked")
-    operator(fleet.environment, "unrevoke", "--identity", "operator_target")
+    support.operator(fleet.environment, "unrevoke", "--identity", "operator_target")
 
 
 def test_metrics_add_up_over_workers_and_instances(
@@ -271,6 +262,39 @@ def test_a_cluster_master_killed_fails_closed_then_its_replica_serves(
     refused = {(status, code) for moment, status, code in statuses if status != 200}
     assert refused <= {(503, "unavailable")}  # never a 500, never a wrong answer
     assert [instance.process.pid for instance in fleet.instances] == pids
+
+
+def readiness(fleet: Fleet) -> list[tuple[int, str]]:
+    """Each instance's /readyz: its status and its state check."""
+    answers = [requests.get(f"{i.url}/readyz", timeout=5) for i in fleet.instances]
+    return [(answer.status_code, answer.json()["checks"]["state"]) for answer in answers]
+
+
+def test_readiness_sees_a_failed_cluster_and_its_healing(
+    keys: support.Keys, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Three masters, no replica: one killed, the cluster fails while every other node
+    still answers PING. Both brokers say not ready (naming the state check) within 3 s,
+    and ready again within 3 s of the killed master's return, without a restart."""
+    directory = tmp_path_factory.mktemp("failed-cluster")
+    cluster = support.RedisCluster(directory / "cluster", replicas=0)
+    cluster.start()
+    try:
+        with brokers(keys, directory, cluster, 2) as fleet:
+            pids = [instance.process.pid for instance in fleet.instances]
+            assert readiness(fleet) == [(200, "ok"), (200, "ok")]
+            victim = cluster.masters()[0]
+            cluster.kill(victim)
+            assert support.eventually(lambda: cluster.state() == "fail", within=15.0)
+            not_ready = [(503, "failed"), (503, "failed")]
+            assert support.eventually(lambda: readiness(fleet) == not_ready, within=3.0)
+            cluster.restart(victim)
+            assert support.eventually(lambda: cluster.state() == "ok", within=15.0)
+            ready = [(200, "ok"), (200, "ok")]
+            assert support.eventually(lambda: readiness(fleet) == ready, within=3.0)
+            assert [instance.process.pid for instance in fleet.instances] == pids
+    finally:
+        cluster.stop()
 
 
 def test_sqlite_audit_trail_survives_kill_9(

@@ -124,3 +124,19 @@ def test_the_contract_checks_can_fail(configuration: Configuration) -> None:
     with pytest.raises(FailureGroup) as failed:
         case.call_and_validate(checks=CONTRACT)
     assert "Undocumented status code" in str(failed.value)
+
+
+def test_every_429_and_503_documents_retry_after() -> None:
+    """Clients are told when to come back, and the document says they are."""
+    found = [
+        (path, method, status, answer)
+        for path, operations in OPENAPI_DOCUMENT["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation.get("responses", {}).items()
+        if status in ("429", "503") and "problem" in str(answer.get("content", ""))
+    ]
+    assert found
+    for path, method, status, answer in found:
+        header = answer.get("headers", {}).get("Retry-After")
+        assert header is not None, (path, method, status)
+        assert header["schema"]["type"] == "integer"

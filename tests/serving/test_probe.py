@@ -25,6 +25,9 @@ def sleeper() -> Iterator[Callable[..., int]]:
         script = "import time; time.sleep(60)"
         process = subprocess.Popen([sys.executable, "-c", script, "serve", *arguments])
         started.append(process)
+        # Until the child has exec'd, /proc shows the parent's command line: wait for ours.
+        cmdline = Path(f"/proc/{process.pid}/cmdline")
+        assert support.eventually(lambda: b"serve" in cmdline.read_bytes().split(b"\0"))
         return process.pid
 
     yield start

@@ -240,7 +240,9 @@ def test_with_the_store_down_a_refusal_keeps_its_status_and_its_line(
         forbidden = post({"grants": {"voice": {}}}, caller_token(), to=client)
         support.assert_problem(forbidden, 403, "grant_not_allowed")
         support.assert_problem(post(support.VIDEO, "garbage", to=client), 401, "invalid_token")
-        support.assert_problem(post(support.VIDEO, caller_token(), to=client), 503, "unavailable")
+        down = post(support.VIDEO, caller_token(), to=client)
+        support.assert_problem(down, 503, "unavailable")
+        assert down.headers["Retry-After"] == "5"  # an outage is usually seconds
     finally:
         redis_server.start()
     lines = [json.loads(line) for line in audit_stream.getvalue().splitlines()]

@@ -1,0 +1,54 @@
+"""Room patterns: a filled-in value ends where the pattern says, wildcards stay in their
+place, and placeholders need a separator."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.base.errors import ConfigurationError
+from service.serving.policy_file import Policy
+from service.tokens.rooms import RoomPattern
+
+
+@pytest.mark.parametrize(
+    ("room", "identity", "allowed"),
+    [
+        ("alice-1on1", "alice", True),
+        ("alice-smith-1on1", "alice", False),  # the room of alice-smith, not alice's
+        ("alice-smith-1on1", "alice-smith", True),
+        ("alice-smith", "alice", True),  # alice's room "smith"; never alice-smith's (no "-")
+        ("alice-smith", "alice-smith", False),
+    ],
+)
+def test_a_room_template_cannot_be_borrowed(room: str, identity: str, allowed: bool) -> None:
+    pattern = RoomPattern("{identity}-*")
+    assert pattern.matches(room, identity, {}) is allowed
+
+
+@pytest.mark.parametrize(
+    ("room", "team", "allowed"),
+    [
+        ("team-acme-standup", "acme", True),
+        ("team-acme-corp-standup", "acme", False),  # team acme-corp's room
+        ("team-acme-corp-standup", "acme-corp", True),
+    ],
+)
+def test_a_claim_template_cannot_be_borrowed(room: str, team: str, allowed: bool) -> None:
+    assert RoomPattern("team-{claims.team}-*").matches(room, "x", {"team": team}) is allowed
+
+
+def test_wildcards_before_a_placeholder_and_between_two() -> None:
+    before = RoomPattern("*.{identity}")
+    assert before.matches("standup.alice", "alice", {})
+    assert not before.matches("x.standup.alice", "alice", {})  # standup.alice's room "x"
+    assert before.matches("x.standup.alice", "standup.alice", {})
+    between = RoomPattern("{claims.team}/*/{identity}")
+    assert between.matches("acme/daily/alice", "alice", {"team": "acme"})
+    assert not between.matches("acme/a/b/alice", "alice", {"team": "acme"})
+    assert RoomPattern("lobby-*").matches("lobby-a-b", "alice", {})  # no placeholder: free
+
+
+@pytest.mark.parametrize("pattern", ["{identity}*", "*{identity}", "{identity}{claims.team}"])
+def test_placeholders_need_a_separator(pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match="separate them"):
+        Policy.from_toml(f'[[rules]]\nname = "r"\nvideo = {{ rooms = ["{pattern}"] }}\n')
