@@ -370,6 +370,9 @@ max_ttl = 900
 
 [limits]
 per_identity = "1000/minute;20000/day"
+# Property tests refuse one caller thousands of times: room for them (the default is
+# 20/minute; tests of the denial budget set their own).
+denials_per_identity = "100000/minute"
 """
 #: Small budgets, to see them spent.
 LIMITED_POLICY = POLICY.replace(

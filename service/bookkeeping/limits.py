@@ -6,6 +6,8 @@ amount. A request spends ``per_identity``, ``per_client``, ``per_ip`` (its clien
 network, see ``addresses``) and ``global``; the state store tests all of them and spends
 all or none. ``auth_failures_per_ip`` is spent only by credentials that fail to verify,
 and refuses only further guesses: a credential that verifies never meets it.
+``denials_per_identity`` is spent by each 403 of a verified caller: past it, further
+refusals are 429 (a refusal spends nothing else, so without it probing would be free).
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from service.base.tables import TableReader
 from service.state import Spend, Window
 
 AUTH_FAILURES = "auth_failures_per_ip"
+DENIALS = "denials_per_identity"
+#: Refusals a caller may collect (403: grant or room not allowed, revoked, attestation)
+#: before further ones are 429: probing what the policy allows is not free.
+DEFAULT_DENIALS = "20/minute;200/day"
 CALLS = "calls_per_identity"
 SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
-LIMIT_KEYS = (*SPENDING_BUDGETS, AUTH_FAILURES)
+LIMIT_KEYS = (*SPENDING_BUDGETS, AUTH_FAILURES, DENIALS)
 MAX_VOICE_OUTGOING_COST = 1000
 
 
@@ -83,6 +89,10 @@ class Budgets:
         """What a credential that failed to verify spends: its network's guesses."""
         return self._one(AUTH_FAILURES, f"ip:{address}")
 
+    def denial_spends(self, identity: str) -> tuple[Spend, ...]:
+        """What a refusal of a verified caller (a 403) spends: its identity's denials."""
+        return self._one(DENIALS, f"identity:{identity}")
+
     def call_spends(self, identity: str) -> tuple[Spend, ...]:
         """What a call placed by ``identity`` spends."""
         return self._one(CALLS, f"identity:{identity}")
@@ -103,7 +113,7 @@ def parse_budgets(reader: TableReader, value: object) -> Budgets:
         high=MAX_VOICE_OUTGOING_COST,
         default=1,
     )
-    budgets: dict[str, str] = {}
+    budgets: dict[str, str] = {DENIALS: DEFAULT_DENIALS}
     for key in LIMIT_KEYS:
         if key not in table:
             continue

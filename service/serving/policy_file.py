@@ -37,6 +37,10 @@ TABLES = frozenset(
 )
 
 
+#: How deep a policy may nest; the deepest real one is 5 (a rule's claims table).
+MAX_NESTING = 16
+
+
 @dataclass(frozen=True)
 class Policy:
     """Every table of the policy file, parsed and checked."""
@@ -67,10 +71,15 @@ class Policy:
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "policy") -> Policy:
+        too_deep = f"{source}: nested more than {MAX_NESTING} deep (arrays, tables or dotted keys)"
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigurationError([f"{source}: not valid TOML ({error})"]) from None
+        except RecursionError:  # tomllib recurses once per level: a hostile file's depth
+            raise ConfigurationError([too_deep]) from None
+        if _depth(document) > MAX_NESTING:
+            raise ConfigurationError([too_deep])
         reader = TableReader(source)
         reader.known_keys(document, TABLES, "the top level")
         policy = cls(
@@ -86,6 +95,20 @@ class Policy:
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return policy
+
+
+def _depth(document: Mapping[str, object]) -> int:
+    """How deep arrays and tables nest (the top level is 1), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, Mapping):
+            pending.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            pending.extend((child, depth + 1) for child in value)
+    return deepest
 
 
 def _cross_check(reader: TableReader, policy: Policy) -> None:

@@ -99,8 +99,23 @@ class TokenIssuance:
             caller = self._resolve_identity(caller, request)
             return self._decide_and_mint(caller, request, context)
         except RequestRefused as refusal:
-            self._recorder.record(self._refusal_record(context, refusal, request, caller))
-            raise
+            final = self._denial_cost(caller, refusal)
+            self._recorder.record(self._refusal_record(context, final, request, caller))
+            if final is refusal:
+                raise
+            raise final from None
+
+    def _denial_cost(self, caller: Caller | None, refusal: RequestRefused) -> RequestRefused:
+        """A verified caller's 403 spends its denial budget; once that is spent, the
+        refusal is a 429 instead. With the store down, the 403 stands."""
+        spends = self._budgets.denial_spends(caller.identity) if caller is not None else ()
+        if refusal.status != 403 or not spends:
+            return refusal
+        try:
+            outcome = self._store.admit(Admission(at=self._recorder.now(), spends=spends))
+        except Unavailable:
+            return refusal
+        return _refusal_of(outcome) if isinstance(outcome, Refused) else refusal
 
     def _decide_and_mint(
         self, caller: Caller, request: TokenRequest, context: RequestContext

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -42,25 +41,56 @@ class RoomPattern:
         object.__setattr__(self, "_pieces", _split(self.source))
 
     def matches(self, room: str, identity: str, claims: Claims) -> bool:
-        parts = []
+        """Whether ``room`` fits, in time linear in the room's length (no backtracking)."""
+        tokens: list[tuple[str, str]] = []
         for kind, text in self._pieces:
-            if kind == "literal":
-                parts.append(re.escape(text))
-            elif kind == "wildcard":
-                parts.append(f"[^{re.escape(text)}]*" if text else ".*")
-            else:
+            if kind == "placeholder":
                 value = (
                     identity if text == "identity" else claim_value(claims, text[len("claims.") :])
                 )
                 if not isinstance(value, str) or not value:
                     return False
-                parts.append(re.escape(value))
-        return _compiled("".join(parts)).fullmatch(room) is not None
+                tokens += [("literal", character) for character in value]
+            elif kind == "literal":
+                tokens += [("literal", character) for character in text]
+            else:
+                tokens.append(("wildcard", text))
+        return _fits(tokens, room)
 
 
-@functools.lru_cache(maxsize=4096)
-def _compiled(expression: str) -> re.Pattern[str]:
-    return re.compile(expression, re.DOTALL)
+def _fits(tokens: list[tuple[str, str]], room: str) -> bool:
+    """Run the pattern as a nondeterministic automaton, all its states at once, one bit
+    each: bit ``i`` is "the first ``i`` tokens matched". A literal moves its state on by
+    one; a wildcard keeps its state for any character it may hold, and may be skipped.
+    Each character of ``room`` costs a few integer operations, whatever the pattern."""
+    literals: dict[str, int] = {}
+    wildcards = 0
+    forbidden: dict[str, int] = {}
+    for index, (kind, text) in enumerate(tokens):
+        bit = 1 << index
+        if kind == "literal":
+            literals[text] = literals.get(text, 0) | bit
+        else:
+            wildcards |= bit
+            for character in text:
+                forbidden[character] = forbidden.get(character, 0) | bit
+    states = _skip_wildcards(1, wildcards)
+    for character in room:
+        moved = (states & literals.get(character, 0)) << 1
+        kept = states & wildcards & ~forbidden.get(character, 0)
+        states = _skip_wildcards(moved | kept, wildcards)
+        if not states:
+            return False
+    return bool(states >> len(tokens) & 1)
+
+
+def _skip_wildcards(states: int, wildcards: int) -> int:
+    """Add the states reached by letting wildcards hold nothing (a run of them at once)."""
+    while True:
+        reached = states | (states & wildcards) << 1
+        if reached == states:
+            return states
+        states = reached
 
 
 def _split(source: str) -> tuple[Piece, ...]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from service.base.errors import ConfigurationError
 from service.serving.policy_file import Policy
@@ -30,7 +32,10 @@ def test_each_table_reaches_its_feature() -> None:
         + '[usage_alert]\npauses = "voice_outgoing"\n[usage]\ntoday = { calls = 5.0 }\n'
     )
     assert policy.tokens.identity_claim == "sub"
-    assert policy.budgets.budgets == {"per_identity": "1000/minute;20000/day"}
+    assert policy.budgets.budgets == {
+        "per_identity": "1000/minute;20000/day",
+        "denials_per_identity": "100000/minute",
+    }
     assert policy.dial is not None
     assert policy.dial.allowed_prefixes == ("+1", "+44")
     assert policy.incoming == {"+15005550006": ("agent_1", "agent_2")}
@@ -52,3 +57,33 @@ def test_an_outgoing_cost_above_a_budget_is_an_error() -> None:
         Policy.from_toml('[limits]\nper_identity = "3/minute;100/day"\nvoice_outgoing_cost = 5\n')
     accepted = Policy.from_toml('[limits]\nper_identity = "5/minute"\nvoice_outgoing_cost = 5\n')
     assert accepted.budgets.voice_outgoing_cost == 5
+
+
+HOSTILE_DEPTHS = {
+    "array": "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+    "inline_table": "x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n",
+    "dotted_claim": '[[rules]]\nname = "r"\nsync = {}\nmatch = { claims = { '
+    + ".".join(["a"] * 3_000)
+    + ' = "x" } }\n',
+    "just_too_deep": "x = " + "[" * 17 + "]" * 17 + "\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_DEPTHS))
+def test_a_policy_too_deep_is_one_line_never_a_traceback(
+    name: str, cli: Callable[..., Result], environ: dict[str, str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "deep.toml"
+    policy.write_text(HOSTILE_DEPTHS[name])
+    result = cli("check-config", env={**environ, "BROKER_POLICY_FILE": str(policy)})
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    problems = [line for line in result.output.splitlines() if line.startswith("  - ")]
+    assert problems == [f"  - {policy}: nested more than 16 deep (arrays, tables or dotted keys)"]
+
+
+def test_a_policy_as_deep_as_allowed_is_read() -> None:
+    with pytest.raises(ConfigurationError) as raised:  # unknown table, but read whole
+        Policy.from_toml("x = " + "[" * 15 + "]" * 15 + "\n")
+    assert "nested" not in str(raised.value)

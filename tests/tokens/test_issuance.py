@@ -252,3 +252,50 @@ def test_with_the_store_down_a_refusal_keeps_its_status_and_its_line(
         "invalid_token",
         "unavailable",
     ]
+
+
+PROBED_POLICY = """
+[[rules]]
+name = "ends"
+match = {}
+video = { rooms = ["*-*-*-*-*-end"] }
+
+[limits]
+per_identity = "1000/minute"
+denials_per_identity = "3/minute"
+"""
+
+
+def test_refusals_cost_the_caller_then_turn_into_429(
+    make_client: Callable[..., FlaskClient],
+    environ: dict[str, str],
+    caller_token: Callable[..., str],
+    post: support.Post,
+    clock: support.FakeClock,
+    audit_stream: io.StringIO,
+) -> None:
+    """A pattern that would backtrack, and a room made to make it: refused at once (the
+    matcher is linear), and refusals are not free: past the denial budget, 429."""
+    client = make_client(environ, policy=PROBED_POLICY)
+    bearer = caller_token()
+    probe = {"grants": {"video": {"room": "-" * 127 + "x"}}}
+    for _ in range(3):
+        support.assert_problem(post(probe, bearer, to=client), 403, "room_not_allowed")
+    limited = post(probe, bearer, to=client)
+    support.assert_problem(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert (
+        post({"grants": {"video": {"room": "a-b-c-d-e-end"}}}, bearer, to=client).status_code == 200
+    )
+    other = caller_token(sub="someone-else")  # the budget is the caller's own
+    support.assert_problem(post(probe, other, to=client), 403, "room_not_allowed")
+    clock.advance(60)
+    support.assert_problem(post(probe, bearer, to=client), 403, "room_not_allowed")
+    records = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    assert [record.get("code") for record in records if record.get("identity") == "alice"][:5] == [
+        "room_not_allowed",
+        "room_not_allowed",
+        "room_not_allowed",
+        "rate_limited",
+        None,
+    ]
