@@ -1,4 +1,4 @@
-"""From a verified subject to a Twilio identity, and a Voice identity from any subject.
+"""From a verified subject to the Twilio identity of every token: one injective mapping.
 
 Twilio Voice accepts only letters, digits and ``_`` (``client:IDENTITY``); identity
 providers hand out UUIDs (``6f1c-...``), ``auth0|...`` and e-mail addresses. A subject
@@ -12,8 +12,10 @@ not a letter or a digit as ``_xHH_`` (its hexadecimal value):
 
 The encoding is deterministic and reversible (``subject_of``), and two subjects never
 share an identity: a subject left as it is never holds ``_x``, an encoded one always
-does, and the escapes decode one way only. It is used where a token carries a Voice
-grant; the audit record keeps the original subject.
+does, and the escapes decode one way only. Every token of an app user carries it,
+whatever its grants (Voice, Video, Conversations, Sync): an identity is one person's in
+every Twilio product, never one person's in Voice and another's in a room. The audit
+record keeps the original subject.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ def _escape(character: str) -> str:
     return "".join(f"_x{byte:02x}_" for byte in character.encode("utf-8"))
 
 
-def for_voice(caller: Caller) -> Caller:
-    """``caller`` with the identity Voice accepts: an app user's subject, encoded, after
+def for_tokens(caller: Caller) -> Caller:
+    """``caller`` with the identity its tokens name: an app user's subject, encoded, after
     its provider's prefix. A client key names its identity itself (policy checks it)."""
     if caller.kind != "app_user" or caller.subject is None:
         return caller

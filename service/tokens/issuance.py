@@ -33,7 +33,7 @@ from service.bookkeeping.limits import Budgets
 from service.callers import Authenticator, Caller
 from service.callers.attestation import LEEWAY_SECONDS, AppCheck
 from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
-from service.tokens.identities import for_voice
+from service.tokens.identities import for_tokens
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
@@ -121,7 +121,7 @@ class TokenIssuance:
         self, caller: Caller, request: TokenRequest, context: RequestContext
     ) -> IssuedToken:
         self._check_push_names(request)
-        named = for_voice(caller) if request.voice is not None else caller
+        named = for_tokens(caller)  # one identity in every grant of every token
         decision = self._policy.decide(
             caller.identity,
             caller.claims,
@@ -179,7 +179,7 @@ class TokenIssuance:
         return Admission(
             at=token.issued_at,
             pauses=pauses,
-            revocations=caller.revocation_subjects,
+            revocations=_revocation_subjects(caller, token.identity),
             signed_in_at=None if signed_in is None else signed_in - self._revocation_margin,
             # Calls cannot say which token they come from: a Voice token remembers its
             # session's sign-in, so that a call is refused until the user signs in again.
@@ -272,6 +272,7 @@ class TokenIssuance:
         request: TokenRequest | None,
         caller: Caller | None,
     ) -> AuditRecord:
+        named = for_tokens(caller) if caller else None  # as its records of issued tokens say
         return AuditRecord(
             event="token",
             decision=_decision_of(refusal),
@@ -280,8 +281,10 @@ class TokenIssuance:
             at=self._recorder.now(),
             code=refusal.code,
             reason=refusal.reason,
-            identity=caller.identity if caller else None,
-            subject=caller.subject if caller and caller.subject != caller.identity else None,
+            identity=named.identity if named else None,
+            subject=caller.subject
+            if caller and named and caller.subject != named.identity
+            else None,
             client=caller.client if caller else None,
             issuer=caller.issuer if caller else None,
             credential=caller.credential_fingerprint if caller else None,
@@ -289,6 +292,14 @@ class TokenIssuance:
             room=request.video.room if request and request.video else None,
             ttl=request.ttl if request else None,
         )
+
+
+def _revocation_subjects(caller: Caller, token_identity: str) -> tuple[str, ...]:
+    """What a revocation of this caller may name: its identity as verified, its app, and
+    the identity its tokens carry (what the audit trail and Twilio show), where other."""
+    named = f"identity:{token_identity}"
+    subjects = caller.revocation_subjects
+    return subjects if named in subjects else (*subjects, named)
 
 
 def _refusal_of(outcome: Refused) -> RequestRefused:

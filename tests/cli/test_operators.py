@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -64,6 +65,31 @@ def test_revoked_identity_needs_a_new_session(
     assert post(support.VIDEO, new_session).status_code == 200
     cli("unrevoke", "--identity", "alice", check=True)
     assert post(support.VIDEO, old_session).status_code == 200
+
+
+def test_a_revocation_names_the_identity_as_tokens_or_the_provider_show_it(
+    cli: Callable[..., Result],
+    caller_token: support.Token,
+    post: support.Post,
+    audit_stream: io.StringIO,
+) -> None:
+    """Subject ``a-b`` is ``a_x2d_b`` in its tokens and audit records: either name
+    revokes that person, and only that person (``a_x2d_b`` as a subject is another)."""
+    person, lookalike = caller_token(sub="a-b"), caller_token(sub="a_x2d_b")
+    assert post(support.VIDEO, person).get_json()["identity"] == "a_x2d_b"
+    assert post(support.VIDEO, lookalike).get_json()["identity"] == "a_x5f_x2d_x5f_b"
+    cli("revoke", "--identity", "a_x5f_x2d_x5f_b", check=True)  # as the audit trail shows
+    support.assert_problem(post(support.VIDEO, lookalike), 403, "revoked")
+    assert post(support.VIDEO, person).status_code == 200
+    cli("unrevoke", "--identity", "a_x5f_x2d_x5f_b", check=True)
+    cli("revoke", "--identity", "a-b", check=True)  # as the identity provider says
+    support.assert_problem(post(support.VIDEO, person), 403, "revoked")
+    assert post(support.VIDEO, lookalike).status_code == 200
+    refused = [json.loads(line) for line in audit_stream.getvalue().splitlines()]
+    assert [(r["identity"], r.get("subject")) for r in refused if r.get("code") == "revoked"] == [
+        ("a_x5f_x2d_x5f_b", "a_x2d_b"),
+        ("a_x2d_b", "a-b"),
+    ]
 
 
 def test_revoked_client_app(

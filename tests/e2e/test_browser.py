@@ -193,7 +193,7 @@ def test_allowed_origin_gets_a_token_and_reads_every_answer(
     answers = report["result"]["answers"]
     assert [answer.get("status") for answer in answers] == [200, 403, 200, 200, 429]
     tokens = issued_tokens(answers, leaks)
-    assert answers[0]["body"]["identity"] == "web-member"
+    assert answers[0]["body"]["identity"] == "web_x2d_member"  # every token: one encoding
     assert answers[1]["body"]["code"] == "grant_not_allowed"  # the problem body, readable
     assert answers[4]["body"]["code"] == "rate_limited"
     assert 0 < int(answers[4]["retryAfter"]) <= 60  # readable: the client knows when to retry
@@ -202,7 +202,7 @@ def test_allowed_origin_gets_a_token_and_reads_every_answer(
     assert all(request_ids)  # quotable to support
     assert len(set(request_ids)) == len(answers)
     # The ids the page read are the ones the audit trail holds, in order.
-    recorded = site.audit("web-member") + site.audit("web-limited")
+    recorded = site.audit("web_x2d_member") + site.audit("web_x2d_limited")
     assert [record["request_id"] for record in recorded] == request_ids
     decisions = ["issued", "denied", "issued", "issued", "denied"]
     assert [record["decision"] for record in recorded] == decisions

@@ -15,6 +15,8 @@ import pytest
 import redis
 from click.testing import Result
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
 from service.state import Retention, open_store
 from service.state.redis import revocation_key
@@ -299,3 +301,41 @@ def test_refusals_cost_the_caller_then_turn_into_429(
         "rate_limited",
         None,
     ]
+
+
+# Up to 6 characters: even 4-byte ones encode within the 121 a Voice identity may hold.
+_subjects = st.text(min_size=1, max_size=6)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=_subjects, second=_subjects, first_voice=st.booleans(), second_voice=st.booleans())
+@example(first="a-b", second="a_x2d_b", first_voice=True, second_voice=False)
+@example(first="a_x2d_b", second="a-b", first_voice=False, second_voice=True)
+@example(first="a-b", second="a_b", first_voice=False, second_voice=False)
+def test_distinct_subjects_never_share_the_identity_of_any_grant(
+    client: FlaskClient,
+    caller_token: Callable[..., str],
+    post: support.Post,
+    first: str,
+    second: str,
+    first_voice: bool,
+    second_voice: bool,
+) -> None:
+    """Two people never share a Twilio identity: not in Voice, not in a room, not in a
+    conversation or a Sync document, whatever grants each token carries."""
+    assume(first != second)
+    identities = []
+    for subject, voice in ((first, first_voice), (second, second_voice)):
+        grants: dict[str, object] = {"video": {"room": "lobby"}, "chat": {}, "sync": {}}
+        claims: dict[str, object] = {"sub": subject}
+        if voice:
+            grants["voice"] = {}
+            claims["roles"] = "agent"
+        response = post({"grants": grants}, caller_token(**claims), to=client)
+        assert response.status_code == 200, response.get_json()
+        minted = jwt.decode(response.get_json()["token"], options={"verify_signature": False})
+        identities.append(minted["grants"]["identity"])
+        assert response.get_json()["identity"] == identities[-1]
+    assert identities[0] != identities[1]
