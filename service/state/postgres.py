@@ -9,10 +9,12 @@ of every instance may try at once); there is no migration step.
 
 Each record is one ``INSERT`` in autocommit, one round trip, before the token is
 returned; the commit is asynchronous unless the URL asks for ``synchronous_commit``
-(see ``_options``). The pool (psycopg 3's, cooperative under gevent) waits at most a second for a
-connection: with the database unreachable, at start or mid-traffic, issuance fails
-closed (``Unavailable``, 503) and ``/readyz`` says so; the pool reconnects by itself when
-the database returns.
+(see ``_options``); every session runs in UTC, and partition bounds say their offset, so
+the server's timezone changes nothing. The pool (psycopg 3's, cooperative under gevent)
+waits at most a second for a connection: with the database unreachable, at start or
+mid-traffic, issuance fails closed (``Unavailable``, 503) and ``/readyz`` says so (it
+writes a record and rolls it back); the pool reconnects by itself when the database
+returns.
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ class PostgresTrail:
                     ).format(
                         sql.Identifier(partition_name(new)),
                         sql.Identifier(TABLE),
-                        sql.Literal(new.isoformat()),
-                        sql.Literal((new + timedelta(days=1)).isoformat()),
+                        sql.Literal(_midnight(new)),
+                        sql.Literal(_midnight(new + timedelta(days=1))),
                     )
                 )
             self._drop_before(connection, day - timedelta(days=self._retention.audit_days))
@@ -233,7 +235,21 @@ class PostgresTrail:
         return [(float(row[0]), refusal_line(int(row[0]), *map(str, row[1:]))) for row in found]
 
     def ping(self) -> None:
-        self._run(lambda connection: self._ensure_days(connection, self._clock()))
+        """Whether a record can be written now: one is, in a transaction rolled back (a
+        database that answers but refuses writes, a full disk, a missing partition or
+        privilege, all fail here as they would fail a token)."""
+
+        def probe(connection: psycopg.Connection[Any]) -> None:
+            now = self._clock()
+            self._ensure_days(connection, now)
+            with connection.transaction(force_rollback=True):
+                connection.execute(
+                    f"INSERT INTO {TABLE} (at, event, decision, identity, record)"  # noqa: S608  # a constant table name
+                    " VALUES (%s, 'readiness', 'probe', NULL, '{}')",
+                    (now,),
+                )
+
+        self._run(probe)
 
 
 def _options(url: str) -> str:
@@ -242,10 +258,17 @@ def _options(url: str) -> str:
     and visible, before the token is returned; only a crash of the database server itself
     may lose the last fraction of a second of them (about 0.25 ms a token saved)."""
     given = parse_qs(urlsplit(url).query).get("options", [""])[-1]
-    ours = f"-c statement_timeout={STATEMENT_MILLISECONDS}"
+    # UTC whatever the server's timezone: days, partitions and bounds are UTC's.
+    ours = f"-c statement_timeout={STATEMENT_MILLISECONDS} -c timezone=UTC"
     if "synchronous_commit" not in given:
         ours += " -c synchronous_commit=off"
     return f"{given} {ours}".strip()
+
+
+def _midnight(day: date) -> str:
+    """A partition bound: the start of ``day`` in UTC, with its offset written out (a
+    bare date would be read in the session's timezone)."""
+    return f"{day.isoformat()} 00:00:00+00"
 
 
 def _indexed(line: str) -> Sequence[str | None]:

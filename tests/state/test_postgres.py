@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -191,3 +191,63 @@ def test_commits_are_asynchronous_unless_the_url_asks(
     finally:
         trail.close()
     assert found == (expected,)
+
+
+@pytest.fixture
+def database_west_of_utc(postgres_server: str) -> Iterator[str]:
+    """A database of its own whose timezone is America/Los_Angeles: at 03:00 UTC its date
+    is still yesterday's."""
+    name = urlsplit(postgres_server).path.lstrip("/") + "_west"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'America/Los_Angeles'")
+    try:
+        yield urlunsplit(urlsplit(postgres_server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_server_west_of_utc_changes_nothing_and_readiness_sees_an_unwritable_trail(
+    database_west_of_utc: str,
+    make_client: Callable[..., FlaskClient],
+    environ: dict[str, str],
+    clock: support.FakeClock,
+    post: support.Post,
+    caller_token: support.Token,
+) -> None:
+    with psycopg.connect(database_west_of_utc) as connection:
+        found = connection.execute("SHOW timezone").fetchone()
+    assert found == ("America/Los_Angeles",)  # the server's, for every other session
+    clock.now = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # 2026-11-27 19:00 in Los Angeles
+    client = make_client({**environ, "BROKER_AUDIT_URL": database_west_of_utc})
+    try:
+        for _ in range(3):
+            assert post(support.VIDEO, caller_token(), to=client).status_code == 200
+            clock.advance(3 * 3600)  # across both midnights, UTC's and Los Angeles's
+        assert client.get("/readyz").status_code == 200
+        with psycopg.connect(database_west_of_utc, autocommit=True) as connection:
+            connection.execute(REFUSE_WRITES)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["audit_trail"] == "failed"
+        refused = post(support.VIDEO, caller_token(), to=client)
+        support.assert_problem(refused, 503, "unavailable")
+    finally:
+        broker(client.application).close()
+    trail = PostgresTrail(database_west_of_utc, retention=Retention(), clock=clock)
+    try:
+        records = [json.loads(line) for line in trail.audit_lines(None, 10)]
+    finally:
+        trail.close()
+    assert [record["decision"] for record in records] == ["issued"] * 3
+
+
+#: A database that answers but takes no record: a trigger refuses every insert.
+REFUSE_WRITES = f"""
+CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'read only'; END $$;
+CREATE TRIGGER refuse_writes BEFORE INSERT ON {TABLE}
+FOR EACH ROW EXECUTE FUNCTION refuse_writes();
+"""
