@@ -56,6 +56,10 @@ class Caller:
     subject: str | None = None
     #: the provider's identity prefix (with several providers)
     identity_prefix: str = ""
+    #: the session its access tokens are refreshed in (``sid``, ``session_id``,
+    #: ``origin_jti``), where the token says no ``auth_time``: its first sight stands in
+    #: for the sign-in, so a revocation outlasts refreshes (a new ``iat`` each time)
+    session: str | None = None
 
     def acting_as(self, identity: str) -> Caller:
         """This client caller, acting for ``identity`` (policy still decides if it may)."""
@@ -76,6 +80,22 @@ class Caller:
         if self.kind == "app_user" and self.client is not None:
             return identity, f"app:{self.client}"
         return (identity,)
+
+
+#: Claims that name a session across refreshes: OpenID's ``sid`` (Keycloak, Clerk, Entra
+#: ID and Auth0 where enabled), Supabase's ``session_id``, Cognito's ``origin_jti``.
+SESSION_CLAIMS = ("sid", "session_id", "origin_jti")
+
+
+def _session(issuer: str, claims: Mapping[str, Any]) -> str | None:
+    """A stable name for the session of a token without ``auth_time``, or None."""
+    if "auth_time" in claims:
+        return None
+    for claim in SESSION_CLAIMS:
+        value = claims.get(claim)
+        if isinstance(value, str) and value:
+            return hashlib.sha256(f"{issuer}\0{claim}\0{value}".encode()).hexdigest()[:32]
+    return None
 
 
 def _sign_in(claims: Mapping[str, Any], issued_at: int) -> int:
@@ -179,6 +199,7 @@ class Authenticator:
             signed_in_at=_sign_in(verified.claims, verified.issued_at),
             subject=subject,
             identity_prefix=provider.identity_prefix,
+            session=_session(provider.verifier.issuer, verified.claims),
         )
         with self._lock:
             self._cache[digest] = caller

@@ -78,6 +78,10 @@ def sign_in_key(subject: str) -> str:
     return _tag(subject) + "signed-in"
 
 
+def session_key(session: str) -> str:
+    return _tag("session:" + session) + "first-seen"
+
+
 def window_key(owner: str, budget: str, amount: int, seconds: int) -> str:
     return _tag(owner) + f"w:{budget}:{amount}/{seconds}"
 
@@ -112,6 +116,9 @@ class RedisStore(FilteringTrail):
         for subject in (admission.sign_in_of, remember):
             if subject is not None:
                 keys.append(sign_in_key(subject))
+        session = admission.session if admission.signed_in_at is not None else None
+        if session is not None:
+            keys.append(session_key(session))
         record = admission.record or ""
         if record:
             keys.append(AUDIT_KEY)
@@ -130,6 +137,7 @@ class RedisStore(FilteringTrail):
             record,
             self._oldest_record_id(now),
             self._retention.audit_max_records,
+            int(session is not None),
         ]
         try:
             result = self._admit(keys=keys, args=arguments)

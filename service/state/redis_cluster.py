@@ -18,6 +18,7 @@ from service.state.redis import (
     outcome_of,
     pause_key,
     revocation_key,
+    session_key,
     sign_in_key,
     window_key,
 )
@@ -56,7 +57,7 @@ class ClusterRedisStore(RedisStore):
             raise Unavailable("the Redis state store cannot be reached") from None
 
     def _admit_in_steps(self, admission: Admission) -> Outcome:
-        refused = self._switches(admission)
+        refused, signed_in = self._switches(admission)
         if refused is not None:
             return refused
         now = admission.at.timestamp()
@@ -72,14 +73,15 @@ class ClusterRedisStore(RedisStore):
                 return outcome_of(result, admission, [spend for spend, _ in windows])
             spent.append(keys)
         try:
-            self._remember_and_record(admission, now)
+            self._remember_and_record(admission, now, signed_in)
         except (redis.RedisError, OSError):
             self._give_back(spent, now, admission.cost)
             raise
         return Admitted()
 
-    def _switches(self, admission: Admission) -> Refused | None:
-        """Pause flags and revocations, read together (each key on its own slot)."""
+    def _switches(self, admission: Admission) -> tuple[Refused | None, float | None]:
+        """Pause flags and revocations, read together (each key on its own slot), with
+        the sign-in to judge them by (a session's first sight, remembered here)."""
         pipeline = self._client.pipeline(transaction=False)
         for scope in admission.pauses:
             pipeline.hget(pause_key(scope), "reason")
@@ -87,19 +89,29 @@ class ClusterRedisStore(RedisStore):
             pipeline.get(revocation_key(subject))
         if admission.sign_in_of is not None:
             pipeline.get(sign_in_key(admission.sign_in_of))
+        session = admission.session if admission.signed_in_at is not None else None
+        if session is not None:
+            days = self._retention.revocation_days * DAY
+            pipeline.set(session_key(session), repr(admission.signed_in_at), nx=True, ex=days)
+            pipeline.get(session_key(session))
         found = pipeline.execute()
+        if session is not None:
+            first_seen = found.pop()
+            found.pop()  # the SET's answer
         reasons, revoked = found[: len(admission.pauses)], found[len(admission.pauses) :]
-        for scope, reason in zip(admission.pauses, reasons, strict=False):
-            if reason is not None:
-                return Refused("paused", reason.decode(), scope=scope)
         signed_in = admission.signed_in_at
         if admission.sign_in_of is not None:
             latest = revoked.pop()
             signed_in = float(latest) if latest is not None else None
+        elif session is not None and signed_in is not None and first_seen is not None:
+            signed_in = min(signed_in, float(first_seen))
+        for scope, reason in zip(admission.pauses, reasons, strict=False):
+            if reason is not None:
+                return Refused("paused", reason.decode(), scope=scope), signed_in
         for subject, at in zip(admission.revocations, revoked, strict=True):
             if at is not None and (signed_in is None or signed_in <= float(at)):
-                return Refused("revoked", subject)
-        return None
+                return Refused("revoked", subject), signed_in
+        return None, signed_in
 
     def _arguments(
         self, now: float, windows: Sequence[tuple[Spend, Window]], cost: int
@@ -108,11 +120,13 @@ class ClusterRedisStore(RedisStore):
         limits = [value for _, window in windows for value in (window.amount, window.seconds)]
         return [repr(now), 0, 0, "", len(windows), cost, *limits, 0, 0, 0, "", 0, 0]
 
-    def _remember_and_record(self, admission: Admission, now: float) -> None:
+    def _remember_and_record(
+        self, admission: Admission, now: float, signed_in: float | None
+    ) -> None:
         """A Voice token's sign-in, then the audit record: each a key of its own slot."""
-        if admission.remember_sign_in is not None and admission.signed_in_at is not None:
+        if admission.remember_sign_in is not None and signed_in is not None:
             days = self._retention.revocation_days * DAY
-            arguments: list[object] = [repr(now), 0, 0, repr(admission.signed_in_at), 0, 1]
+            arguments: list[object] = [repr(now), 0, 0, repr(signed_in), 0, 1]
             arguments += [0, 1, days, "", 0, 0]
             self._admit(keys=[sign_in_key(admission.remember_sign_in)], args=arguments)
         if admission.record:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 # KEYS: pause flags, revocations, budget windows, then (when ARGV says so) the subject
-# whose latest sign-in to take, the subject whose sign-in to remember, the audit stream.
+# whose latest sign-in to take, the subject whose sign-in to remember, the session whose
+# first sight is its sign-in, the audit stream.
 # ARGV: now, #pauses, #revocations, signed-in time ("" for none), #windows, cost,
 # (amount, seconds) per window, then take-sign-in (0/1), remember-sign-in (0/1), how
-# long a sign-in is remembered, record ("" for none), stream MINID, stream MAXLEN.
+# long a sign-in (and a session) is remembered, record ("" for none), stream MINID,
+# stream MAXLEN, session (0/1; absent is 0).
 # Returns {0} admitted; {1, index, reason} paused; {2, index} revoked;
 # {3, index, seconds until room} rate limited (index of the refusing window).
 ADMIT = """
@@ -16,11 +18,17 @@ local signed_in, windows, cost = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local after = 7 + 2 * windows
 local take_sign_in, remember_sign_in = ARGV[after] == '1', ARGV[after + 1] == '1'
 local key = 1 + pauses + revocations + windows
-local sign_in_key, remember_key, stream_key
+local sign_in_key, remember_key, session_key, stream_key
 if take_sign_in then sign_in_key = KEYS[key]; key = key + 1 end
 if remember_sign_in then remember_key = KEYS[key]; key = key + 1 end
+if ARGV[after + 6] == '1' then session_key = KEYS[key]; key = key + 1 end
 stream_key = KEYS[key]
 if sign_in_key then signed_in = redis.call('GET', sign_in_key) or '' end
+if session_key and signed_in ~= '' then
+  redis.call('SET', session_key, signed_in, 'NX', 'EX', ARGV[after + 2])
+  local first = redis.call('GET', session_key)
+  if first and tonumber(first) < tonumber(signed_in) then signed_in = first end
+end
 key = 1
 for i = 1, pauses do
   local reason = redis.call('HGET', KEYS[key], 'reason')

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, reco
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sign_ins (subject TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (session TEXT PRIMARY KEY, first_seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (
     minute INTEGER NOT NULL, address TEXT NOT NULL, decision TEXT NOT NULL,
     code TEXT NOT NULL, count INTEGER NOT NULL,
@@ -133,26 +134,43 @@ class SqliteStore(FilteringTrail):
     def admit(self, admission: Admission) -> Outcome:
         now = admission.at.timestamp()
         with self._lock:
-            refused = self._refusal(admission, now)
+            signed_in = self._session_sign_in(admission)
+            refused = self._refusal(admission, now, signed_in)
             if refused is not None:
                 return refused
             if admission.record is not None:
                 self.append_audit(admission.at, admission.record)  # before any budget is spent
             self._windows.spend(admission.spends, admission.cost, now)
-            if admission.remember_sign_in is not None and admission.signed_in_at is not None:
+            if admission.remember_sign_in is not None and signed_in is not None:
                 self._execute(
                     "INSERT INTO sign_ins (subject, at) VALUES (?, ?) ON CONFLICT (subject)"
                     " DO UPDATE SET at = max(at, excluded.at)",
-                    (admission.remember_sign_in, admission.signed_in_at),
+                    (admission.remember_sign_in, signed_in),
                 )
         return Admitted()
 
-    def _refusal(self, admission: Admission, now: float) -> Refused | None:
+    def _session_sign_in(self, admission: Admission) -> float | None:
+        """The sign-in to judge: the session's first sight where it has one (remembered
+        now if this is it), else what the admission says."""
+        if admission.session is None or admission.signed_in_at is None:
+            return admission.signed_in_at
+        self._execute(
+            "INSERT OR IGNORE INTO sessions (session, first_seen) VALUES (?, ?)",
+            (admission.session, admission.signed_in_at),
+        )
+        [(first_seen,)] = self._execute(
+            "SELECT first_seen FROM sessions WHERE session = ?", (admission.session,)
+        )
+        return min(float(str(first_seen)), admission.signed_in_at)
+
+    def _refusal(
+        self, admission: Admission, now: float, session_sign_in: float | None
+    ) -> Refused | None:
         pauses, revoked, remembered = self._controls_of(admission, now)
         for scope in admission.pauses:
             if scope in pauses:
                 return Refused("paused", pauses[scope], scope=scope)
-        signed_in = remembered if admission.sign_in_of is not None else admission.signed_in_at
+        signed_in = remembered if admission.sign_in_of is not None else session_sign_in
         if revoked is not None:
             subject, at = revoked
             if signed_in is None or signed_in <= at:
@@ -307,5 +325,9 @@ class SqliteStore(FilteringTrail):
             self._execute("DELETE FROM seen WHERE until < ?", (now,))
             self._execute(
                 "DELETE FROM sign_ins WHERE at < ?",
+                (now - self._retention.revocation_days * _DAY,),
+            )
+            self._execute(
+                "DELETE FROM sessions WHERE first_seen < ?",
                 (now - self._retention.revocation_days * _DAY,),
             )

@@ -69,6 +69,10 @@ class Admission:
     remember_sign_in: str | None = None
     #: take this subject's latest remembered sign-in as ``signed_in_at`` (a call's)
     sign_in_of: str | None = None
+    #: the caller's session (a provider's ``sid``) where its token says no ``auth_time``:
+    #: remembered with ``signed_in_at`` the first time it is seen, and that first sight
+    #: is its sign-in from then on, however often its access token is refreshed
+    session: str | None = None
     spends: tuple[Spend, ...] = ()
     cost: int = 1
     #: the audit line to store with the admission, when the store holds the trail

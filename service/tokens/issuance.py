@@ -180,6 +180,7 @@ class TokenIssuance:
             at=token.issued_at,
             pauses=pauses,
             revocations=_revocation_subjects(caller, token.identity),
+            session=caller.session,
             signed_in_at=None if signed_in is None else signed_in - self._revocation_margin,
             # Calls cannot say which token they come from: a Voice token remembers its
             # session's sign-in, so that a call is refused until the user signs in again.

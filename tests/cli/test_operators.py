@@ -6,12 +6,15 @@ import io
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 from flask.testing import FlaskClient
 
 from service.http import broker
+from service.state import Retention, open_store
 from service.tokens.issuance import REVOCATION_MARGIN_SECONDS
 from tests import support
 from tests.fake_twilio import ADMIN_SID, FakeTwilio
@@ -65,6 +68,33 @@ def test_revoked_identity_needs_a_new_session(
     assert post(support.VIDEO, new_session).status_code == 200
     cli("unrevoke", "--identity", "alice", check=True)
     assert post(support.VIDEO, old_session).status_code == 200
+
+
+@pytest.mark.parametrize("claim", ["sid", "session_id", "origin_jti"])
+def test_a_revoked_session_stays_revoked_through_its_refreshes(
+    environ: dict[str, str], caller_token: support.Token, post: support.Post, claim: str
+) -> None:
+    """A provider that says no auth_time (Auth0, Entra ID, Keycloak, Supabase, Clerk...):
+    the session's first sight is its sign-in, so a refreshed access token (a new iat) of
+    a revoked session is refused; a session begun after the revocation is served."""
+    now = int(time.time())
+    first = caller_token(iat=now - 200, **{claim: "session-1"})  # signed in minutes ago
+    assert post(support.VIDEO, first).status_code == 200
+    # revoked a minute and a half after that first sight (as `token-broker revoke` would)
+    store = open_store(environ["BROKER_STATE_URL"], retention=Retention(), create=False)
+    store.revoke("identity:alice", datetime.fromtimestamp(now - 120, UTC))
+    store.close()
+    refreshed = caller_token(iat=now, **{claim: "session-1"})  # iat well after the revocation
+    support.assert_problem(post(support.VIDEO, refreshed), 403, "revoked")
+    signed_in_again = caller_token(iat=now, **{claim: "session-2"})
+    assert post(support.VIDEO, signed_in_again).status_code == 200
+    # a token that says when its user signed in is judged by that, as before
+    assert (
+        post(support.VIDEO, caller_token(iat=now, auth_time=now, sid="session-1")).status_code
+        == 200
+    )
+    without = caller_token(iat=now)  # no session named: its iat is all there is
+    assert post(support.VIDEO, without).status_code == 200
 
 
 def test_a_revocation_names_the_identity_as_tokens_or_the_provider_show_it(

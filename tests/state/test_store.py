@@ -64,6 +64,34 @@ def test_a_revocation_refuses_sign_ins_at_or_before_it(store: StateStore) -> Non
     assert store.admit(revoked) == Admitted()
 
 
+def test_a_session_is_judged_by_its_first_sight(store: StateStore) -> None:
+    """A session's sign-in is when the store first saw it: a revocation after that
+    refuses the session whatever sign-in its later requests say; a new session is new."""
+    start = NOW.timestamp()
+
+    def asked(session: str, signed_in: float, **more: object) -> Admission:
+        return Admission(
+            at=NOW,
+            revocations=("identity:alice",),
+            signed_in_at=signed_in,
+            session=session,
+            **more,  # type: ignore[arg-type]  # the test names Admission's own fields
+        )
+
+    assert store.admit(asked("s1", start)) == Admitted()
+    store.revoke("identity:alice", NOW + timedelta(seconds=10))
+    refreshed = asked("s1", start + 60, remember_sign_in="identity:alice")
+    assert store.admit(refreshed) == Refused("revoked", "identity:alice")
+    assert store.admit(asked("s2", start + 60)) == Admitted()
+    assert store.admit(asked("s1", start + 120)) == Refused("revoked", "identity:alice")
+    assert store.unrevoke("identity:alice") is True
+    assert store.admit(asked("s1", start + 120, remember_sign_in="identity:alice")) == Admitted()
+    # a call then judged by the remembered sign-in: the session's first sight
+    store.revoke("identity:alice", NOW + timedelta(seconds=10))
+    call = Admission(at=NOW, revocations=("identity:alice",), sign_in_of="identity:alice")
+    assert store.admit(call) == Refused("revoked", "identity:alice")
+
+
 def test_budgets_are_all_or_nothing(store: StateStore) -> None:
     global_budget = spend("fleet", "global", Window(2, 60))
     for identity in ("a", "b"):
