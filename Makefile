@@ -36,6 +36,7 @@ test: lint $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/tokens.py
+	$(BIN)/python bench/memory.py
 
 check-config: $(STAMP)
 	$(BIN)/token-broker check-config

@@ -1,21 +1,41 @@
 """Moving windows in this process, for the embedded (SQLite) profile.
 
-A window is a deque of hit times, expired from the left on use: O(1) amortised per hit,
-no timer thread. The semantics are those of the ``limits`` library's moving window: no
-rolling window of a budget's length ever admits more than its amount. ``admit_all``
-tests every window of a request before it spends any: all or nothing.
+The semantics are those of the ``limits`` library's moving window: no rolling window of
+a budget's length ever admits more than its amount. ``refusal`` tests every window of a
+request before ``spend`` spends any: all or nothing.
+
+Memory is bytes per owner, not kilobytes, whatever the number of identities: all windows
+of one budget share one record of an owner's hit times (a window's count is the hits
+within its length, found by bisection), kept only as long as the longest window and
+only as many as its largest amount. An owner is known by the hash of its key (a 64-bit
+number, never a string kept per window), and a record of one hit is one float. A
+hundred thousand identities seen once cost about 11 MB (``make bench``).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
-from collections import deque
+from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
 
-from service.state.store import Spend
+from service.state.store import Spend, Window
 
 SWEEP_EVERY = 4096
+#: An owner's hit times: one float for a single hit (most owners), else an array.
+Hits: TypeAlias = "float | array[float]"
+
+
+@dataclass
+class _Budget:
+    """Every owner's hits of one budget (its windows fixed)."""
+
+    longest: int
+    most: int
+    owners: dict[int, Hits] = field(default_factory=dict)
 
 
 class LocalWindows:
@@ -24,25 +44,28 @@ class LocalWindows:
     sweep_every = SWEEP_EVERY
 
     def __init__(self) -> None:
-        self._windows: dict[str, tuple[deque[float], int]] = {}
+        self._budgets: dict[tuple[str, tuple[Window, ...]], _Budget] = {}
         self._lock = threading.Lock()
         self._admissions = 0
 
     def __repr__(self) -> str:
-        return f"LocalWindows(keys={len(self._windows)})"
+        owners = sum(len(budget.owners) for budget in self._budgets.values())
+        return f"LocalWindows(owners={owners})"
 
     def refusal(self, spends: Sequence[Spend], cost: int, now: float) -> tuple[int, int] | None:
         """(index of the refusing spend, seconds until room), or None when all have room."""
         with self._lock:
             for index, spend in enumerate(spends):
+                budget = self._budgets.get((spend.budget, spend.windows))
+                times = _times(budget.owners.get(hash(spend.key)) if budget else None)
                 for window in spend.windows:
                     if cost > window.amount:
                         return index, window.seconds
-                    hits = self._hits(
-                        _key(spend, window.amount, window.seconds), window.seconds, now
-                    )
-                    if len(hits) + cost > window.amount:
-                        oldest = hits[len(hits) + cost - window.amount - 1]
+                    # A window is (now - seconds, now]: a hit exactly its length ago has left.
+                    start = bisect.bisect_right(times, now - window.seconds)
+                    over = len(times) - start + cost - window.amount
+                    if over > 0:
+                        oldest = times[start + over - 1]
                         return index, max(1, math.ceil(oldest + window.seconds - now))
         return None
 
@@ -50,31 +73,39 @@ class LocalWindows:
         """Record ``cost`` hits now in every window of ``spends``."""
         with self._lock:
             for spend in spends:
-                for window in spend.windows:
-                    key = _key(spend, window.amount, window.seconds)
-                    self._hits(key, window.seconds, now).extend([now] * cost)
+                budget = self._budget(spend)
+                owner = hash(spend.key)
+                times = array("d", _times(budget.owners.get(owner)))
+                del times[: bisect.bisect_right(times, now - budget.longest)]
+                for _ in range(cost):
+                    bisect.insort(times, now)  # at the end, unless the clock went back
+                del times[: max(0, len(times) - budget.most)]
+                budget.owners[owner] = times[0] if len(times) == 1 else times
             self._admissions += 1
             if self._admissions % self.sweep_every == 0:
                 self._sweep(now)
 
-    def _hits(self, key: str, seconds: int, now: float) -> deque[float]:
-        hits, _ = self._windows.setdefault(key, (deque(), seconds))
-        _expire(hits, now - seconds)
-        return hits
+    def _budget(self, spend: Spend) -> _Budget:
+        key = (spend.budget, spend.windows)
+        found = self._budgets.get(key)
+        if found is None:
+            longest = max(window.seconds for window in spend.windows)
+            most = max(window.amount for window in spend.windows)
+            found = self._budgets[key] = _Budget(longest, most)
+        return found
 
     def _sweep(self, now: float) -> None:
-        # Forget keys whose windows emptied: identities and addresses come and go.
-        for key, (hits, seconds) in list(self._windows.items()):
-            _expire(hits, now - seconds)
-            if not hits:
-                del self._windows[key]
+        # Forget owners whose every hit has left the longest window.
+        for budget in self._budgets.values():
+            horizon = now - budget.longest
+            for owner, hits in list(budget.owners.items()):
+                if _times(hits)[-1] <= horizon:
+                    del budget.owners[owner]
 
 
-def _key(spend: Spend, amount: int, seconds: int) -> str:
-    return f"{spend.key}|{spend.budget}|{amount}/{seconds}"
-
-
-def _expire(hits: deque[float], horizon: float) -> None:
-    # A window is (now - seconds, now]: a hit exactly its length ago has left it.
-    while hits and hits[0] <= horizon:
-        hits.popleft()
+def _times(hits: Hits | None) -> Sequence[float]:
+    if hits is None:
+        return ()
+    if isinstance(hits, float):
+        return (hits,)
+    return hits
