@@ -1,14 +1,22 @@
-"""The gunicorn worker that no slow client can starve: gevent, with deadlines and a cap.
+"""The gunicorn worker that no slow client can starve: gevent, with deadlines and caps.
 
 Every connection is a greenlet, so a slow or idle one costs memory, not a worker or a
-thread. Three bounds keep that memory in hand:
+thread. These bounds keep that memory, and the worker's connections, in hand:
 
 - headers must arrive within ``keepalive`` seconds of the connection (or of the previous
   answer on a kept-alive one); gunicorn's gevent worker closes it otherwise;
 - a body must arrive within ``BODY_SECONDS`` (``BoundedBody``): it is read whole, up to
   the size limit, before the application sees it; a late one gets 408 and a close;
-- one client network may hold at most ``connections // ADDRESS_SHARE`` connections of
-  a worker, so one client cannot fill the worker's ``worker_connections``.
+- an answer must be taken within ``WRITE_SECONDS``: a client that does not read (its
+  buffers full, say, of pipelined answers) is cut, whatever it sent; the kernel keeps
+  at most ``SEND_BUFFER_BYTES`` of answers for a connection;
+- a connection serves at most ``REQUESTS_PER_CONNECTION`` requests, then closes (a
+  client reconnects for nothing; a pipeline of hundreds is not served whole);
+- one client network (``BROKER_IPV6_PREFIX`` for IPv6) may hold at most
+  ``connections // ADDRESS_SHARE`` connections of a worker, and never more than half of
+  those still free: however many networks share out the worker, another one finds room.
+  Our own proxies (``BROKER_TRUSTED_PROXIES``) are not held to it: they carry every
+  user's requests, and each user's budgets apply by the address they report.
 
 gevent patches the standard library in ``service.main`` before anything imports
 it; this module is imported only by a serving process.
@@ -17,6 +25,7 @@ it; this module is imported only by a serving process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import resource
 import secrets
@@ -28,11 +37,20 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from service.base.addresses import address_key
+from service.base.addresses import DEFAULT_IPV6_PREFIX, address_key, parse_address
 from service.base.errors import PROBLEM_JSON, RequestTimeout, problem_body
+from service.config.variables import Network
+from service.http import broker
 
 #: How long a request body may take to arrive, once its headers have.
 BODY_SECONDS = 10.0
+#: How long one write of an answer may wait for the client to read.
+WRITE_SECONDS = 5.0
+#: The kernel's send buffer of a connection: what an answer may queue there while the
+#: client does not read (autotuned, one could reach megabytes; a thousand of them, a GB).
+SEND_BUFFER_BYTES = 64 * 1024
+#: Requests one connection serves before it is closed.
+REQUESTS_PER_CONNECTION = 32
 #: One client network may hold 1/ADDRESS_SHARE of a worker's connections.
 ADDRESS_SHARE = 8
 MAX_OPEN_FILES = 65536
@@ -110,32 +128,81 @@ def _read(stream: Any, wanted: int) -> bytes:
     return b"".join(chunks)
 
 
+class _WriteDeadline:
+    """A client socket whose every write must be taken within ``seconds``."""
+
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self._sock = sock
+        self._seconds = seconds
+
+    def sendall(self, data: bytes) -> None:
+        # An OSError gunicorn knows (EPIPE): it closes the connection and logs no trace.
+        cut = BrokenPipeError(errno.EPIPE, "the client did not read its answer in time")
+        with gevent.Timeout(self._seconds, cut):
+            self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn's gevent worker, with a cap on each client network's connections, that
-    lets every connection take its turn."""
+    """gunicorn's gevent worker, with a cap on each client network's connections, a
+    deadline on every write and a bound on requests per connection, that lets every
+    connection take its turn."""
 
     def init_process(self) -> None:
         self._open: Counter[str] = Counter()
+        self._in_use = 0
+        self._served: dict[int, int] = {}
         self._per_address = max(1, self.cfg.worker_connections // ADDRESS_SHARE)
+        self._ipv6_prefix = DEFAULT_IPV6_PREFIX
+        self._proxies: tuple[Network, ...] = ()
         _raise_open_files_limit()
         super().init_process()
 
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        settings = broker(self.wsgi).settings
+        self._ipv6_prefix, self._proxies = settings.ipv6_prefix, settings.trusted_proxies
+
     def handle(self, listener: Any, client: Any, address: Any) -> None:
-        key = address_key(address[0] if isinstance(address, tuple) else None)
-        if self._open[key] >= self._per_address:
+        peer = address[0] if isinstance(address, tuple) else None
+        key = None if self._is_proxy(peer) else address_key(peer, self._ipv6_prefix)
+        if key is not None and not self._has_room(key):
             client.close()  # this network holds its share already: others go first
             return
-        self._open[key] += 1
+        if key is not None:
+            self._open[key] += 1
+        with contextlib.suppress(OSError):
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        self._in_use += 1
         try:
             super().handle(listener, client, address)
         finally:
-            self._open[key] -= 1
-            if not self._open[key]:
-                del self._open[key]
+            self._in_use -= 1
+            self._served.pop(id(client), None)
+            if key is not None:
+                self._open[key] -= 1
+                if not self._open[key]:
+                    del self._open[key]
 
-    def handle_request(self, *arguments: Any) -> Any:
+    def _has_room(self, key: str) -> bool:
+        held = self._open[key]
+        free = int(self.cfg.worker_connections) - self._in_use
+        return held < self._per_address and held < free // 2
+
+    def _is_proxy(self, peer: str | None) -> bool:
+        parsed = parse_address(peer) if self._proxies else None
+        return parsed is not None and any(parsed in network for network in self._proxies)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        served = self._served[id(sock)] = self._served.get(id(sock), 0) + 1
+        if served >= REQUESTS_PER_CONNECTION:
+            req.must_close = True  # answered with Connection: close, then closed
         try:
-            return super().handle_request(*arguments)
+            return super().handle_request(
+                listener_name, req, _WriteDeadline(sock, WRITE_SECONDS), addr
+            )
         finally:
             # A kept-alive client whose next request is already there would otherwise be
             # served again and again without a switch: every other connection waits.

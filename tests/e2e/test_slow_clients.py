@@ -3,6 +3,7 @@ headers or its body a byte a second, many times over, starves no one, and is dro
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from service.serving.server import HEADER_SECONDS
-from service.serving.worker import BODY_SECONDS
+from service.serving.worker import BODY_SECONDS, WRITE_SECONDS
 from tests import support
 from tests.conftest import LeakWatch
 
@@ -169,4 +170,136 @@ def test_one_network_holds_at_most_its_share_of_a_worker(
     finally:
         for connection in idle:
             connection.close()
+        support.stop_broker(server)
+
+
+ATTACKERS = [f"127.0.0.{n}" for n in range(2, 10)]  # eight networks of the attack
+PIPELINED = b"GET /openapi.json HTTP/1.1\r\nHost: broker\r\n\r\n" * 400  # 12 KB answers each
+ESTABLISHED = 1  # tcpi_state, the first byte of TCP_INFO
+
+
+def established(connection: socket.socket) -> bool:
+    try:
+        info = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except OSError:
+        return False
+    return info[0] == ESTABLISHED
+
+
+def test_readers_that_never_read_are_cut_and_starve_no_one(
+    environ: dict[str, str], tmp_path: Path, caller_token: support.Token, leaks: LeakWatch
+) -> None:
+    """8 networks x 125 connections, each pipelining 400 requests for 12 KB answers and
+    never reading: another client gets /healthz and a token within 2 s throughout, and
+    every attacking connection is closed within 30 s."""
+    server = support.start_broker(environ, tmp_path)  # the default: 1000 connections
+    port = int(server.url.rsplit(":", 1)[1])
+    attack: list[socket.socket] = []
+    bearer = caller_token()
+    try:
+        started = time.monotonic()
+        for address in ATTACKERS:
+            for _ in range(125):
+                connection = socket.socket()
+                connection.bind((address, 0))
+                connection.connect(("127.0.0.1", port))
+                connection.setblocking(False)
+                with contextlib.suppress(OSError):  # turned away, or its buffer full
+                    connection.send(PIPELINED)
+                attack.append(connection)
+        answered = 0
+        while any(established(connection) for connection in attack):
+            assert time.monotonic() - started < 30.0, "attacking connections still open"
+            for method, path in (("GET", "/healthz"), ("POST", "/v1/tokens")):
+                asked = time.monotonic()
+                response = requests.request(  # a timeout (2 s) fails the test
+                    method,
+                    server.url + path,
+                    json=support.VIDEO,
+                    headers={"Authorization": f"Bearer {bearer}"},
+                    timeout=2,
+                )
+                assert response.status_code == 200
+                assert time.monotonic() - asked < 2
+                if "token" in response.text:
+                    leaks.issued.add(response.json()["token"])
+                answered += 1
+        assert answered >= 2
+        assert requests.get(f"{server.url}/healthz", timeout=2).status_code == 200
+    finally:
+        for connection in attack:
+            connection.close()
+        support.stop_broker(server)
+
+
+def test_behind_a_trusted_proxy_busy_upstream_requests_lock_no_one_out(
+    environ: dict[str, str], tmp_path: Path, caller_token: support.Token, leaks: LeakWatch
+) -> None:
+    """The proxy (127.0.0.1 here) carries everyone's requests: 125 of them in flight (a
+    network's whole share) do not turn away another user's."""
+    proxied = {**environ, "BROKER_TRUSTED_PROXIES": "127.0.0.1/32"}
+    server = support.start_broker(proxied, tmp_path)
+    port = int(server.url.rsplit(":", 1)[1])
+    in_flight: list[socket.socket] = []
+    try:
+        for number in range(125):  # bodies still arriving: each holds its connection
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(
+                b"POST /v1/tokens HTTP/1.1\r\nHost: broker\r\nContent-Type: application/json\r\n"
+                + f"X-Forwarded-For: 198.51.100.{number % 250}\r\n".encode()
+                + b"Content-Length: 100\r\n\r\n{"
+            )
+            in_flight.append(connection)
+        response = requests.post(
+            f"{server.url}/v1/tokens",
+            json=support.VIDEO,
+            headers={
+                "Authorization": f"Bearer {caller_token()}",
+                "X-Forwarded-For": "203.0.113.9",
+                "X-Forwarded-Proto": "https",  # the proxy ends TLS
+            },
+            timeout=2,
+        )
+        assert response.status_code == 200
+        leaks.issued.add(response.json()["token"])
+    finally:
+        for connection in in_flight:
+            connection.close()
+        support.stop_broker(server)
+
+
+def server_side_established(server_port: int, client: socket.socket) -> bool:
+    """Whether the server still holds its end of ``client`` open (from /proc/net/tcp: a
+    closed end may still have answers queued behind the client's full window)."""
+    client_port = client.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == (
+            client_port
+        ):
+            return int(state, 16) == ESTABLISHED
+    return False
+
+
+def test_a_client_that_does_not_read_its_answer_is_cut(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    """Its receive buffer small and never read: the answers cannot be written, and the
+    server closes the connection once a write has waited WRITE_SECONDS."""
+    server = support.start_broker(environ, tmp_path)
+    port = int(server.url.rsplit(":", 1)[1])
+    connection = socket.socket()
+    try:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.bind((ATTACKER, 0))
+        connection.connect(("127.0.0.1", port))
+        connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: broker\r\n\r\n" * 31)
+        started = time.monotonic()
+        while server_side_established(port, connection):
+            assert time.monotonic() - started < WRITE_SECONDS + SLACK_SECONDS, "never cut"
+            time.sleep(0.05)  # the polling interval, bounded by the deadline above
+        assert time.monotonic() - started >= WRITE_SECONDS - 1  # cut by the write deadline
+        assert requests.get(f"{server.url}/healthz", timeout=2).status_code == 200
+    finally:
+        connection.close()
         support.stop_broker(server)
