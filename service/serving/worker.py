@@ -145,55 +145,80 @@ class _WriteDeadline:
         return getattr(self._sock, name)
 
 
+class ConnectionShares:
+    """Which client network holds how many of a worker's connections, and whether one
+    more may: at most ``capacity // ADDRESS_SHARE`` a network, never more than half of
+    those still free; our proxies' connections are counted, never refused."""
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        proxies: tuple[Network, ...] = (),
+    ) -> None:
+        self._capacity = capacity
+        self._per_network = max(1, capacity // ADDRESS_SHARE)
+        self._ipv6_prefix = ipv6_prefix
+        self._proxies = proxies
+        self._open: Counter[str] = Counter()
+        self._in_use = 0
+
+    def take(self, peer: str | None) -> tuple[bool, str | None]:
+        """Whether a new connection from ``peer`` may be served, and the network it is
+        counted under (None for a proxy's); a refused one is not counted."""
+        parsed = parse_address(peer) if self._proxies else None
+        if parsed is not None and any(parsed in network for network in self._proxies):
+            self._in_use += 1
+            return True, None
+        key = address_key(peer, self._ipv6_prefix)
+        held, free = self._open[key], self._capacity - self._in_use
+        if held >= self._per_network or held >= free // 2:
+            return False, None
+        self._open[key] += 1
+        self._in_use += 1
+        return True, key
+
+    def give_back(self, key: str | None) -> None:
+        self._in_use -= 1
+        if key is not None:
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
+
+
 class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn's gevent worker, with a cap on each client network's connections, a
     deadline on every write and a bound on requests per connection, that lets every
     connection take its turn."""
 
     def init_process(self) -> None:
-        self._open: Counter[str] = Counter()
-        self._in_use = 0
         self._served: dict[int, int] = {}
-        self._per_address = max(1, self.cfg.worker_connections // ADDRESS_SHARE)
-        self._ipv6_prefix = DEFAULT_IPV6_PREFIX
-        self._proxies: tuple[Network, ...] = ()
+        self._shares = ConnectionShares(int(self.cfg.worker_connections))
         _raise_open_files_limit()
         super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         settings = broker(self.wsgi).settings
-        self._ipv6_prefix, self._proxies = settings.ipv6_prefix, settings.trusted_proxies
+        self._shares = ConnectionShares(
+            int(self.cfg.worker_connections),
+            ipv6_prefix=settings.ipv6_prefix,
+            proxies=settings.trusted_proxies,
+        )
 
     def handle(self, listener: Any, client: Any, address: Any) -> None:
-        peer = address[0] if isinstance(address, tuple) else None
-        key = None if self._is_proxy(peer) else address_key(peer, self._ipv6_prefix)
-        if key is not None and not self._has_room(key):
+        served, key = self._shares.take(address[0] if isinstance(address, tuple) else None)
+        if not served:
             client.close()  # this network holds its share already: others go first
             return
-        if key is not None:
-            self._open[key] += 1
         with contextlib.suppress(OSError):
             client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        self._in_use += 1
         try:
             super().handle(listener, client, address)
         finally:
-            self._in_use -= 1
             self._served.pop(id(client), None)
-            if key is not None:
-                self._open[key] -= 1
-                if not self._open[key]:
-                    del self._open[key]
-
-    def _has_room(self, key: str) -> bool:
-        held = self._open[key]
-        free = int(self.cfg.worker_connections) - self._in_use
-        return held < self._per_address and held < free // 2
-
-    def _is_proxy(self, peer: str | None) -> bool:
-        parsed = parse_address(peer) if self._proxies else None
-        return parsed is not None and any(parsed in network for network in self._proxies)
+            self._shares.give_back(key)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         served = self._served[id(sock)] = self._served.get(id(sock), 0) + 1
