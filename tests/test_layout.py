@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"bookkeeping"}),
     frozenset({"callers"}),
     frozenset({"tokens"}),
-    frozenset({"voice", "usage"}),
+    frozenset({"voice", "account"}),
     frozenset({"http"}),
     frozenset({"serving"}),
     frozenset({"cli"}),

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from service.account.twilio_rest import TwilioUsage
 from service.base.clock import system_clock
 from service.bookkeeping.audit import AuditRecord, Decision
 from service.cli.loading import (
@@ -26,7 +27,6 @@ from service.cli.loading import (
 )
 from service.config.settings import Settings
 from service.state import StateStore
-from service.usage.twilio_rest import TwilioUsage
 
 AUDIT_FIELDS = (
     "identity",

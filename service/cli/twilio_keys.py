@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from service.account.twilio_rest import TwilioKeys
 from service.base.clock import system_clock
 from service.cli.loading import EXIT_NO, admin_options, fail, load, twilio_call
 from service.serving.configuration import Configuration
-from service.usage.twilio_rest import TwilioKeys
 
 
 @click.group("keys")

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from service.account.alerts import UsageAlerts
 from service.bookkeeping.metrics import Metrics
 from service.config.settings import Settings
 from service.state import AuditTrail
 from service.tokens.issuance import TokenIssuance
-from service.usage.alerts import UsageAlerts
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import WebhookGuard
 

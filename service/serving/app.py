@@ -10,6 +10,7 @@ from typing import TextIO
 
 from flask import Flask, Response, g, request
 
+from service.account.alerts import UsageAlerts
 from service.base.clock import Clock, system_clock
 from service.base.errors import register_error_handlers
 from service.bookkeeping.audit import AuditLog, Recorder
@@ -27,7 +28,6 @@ from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
 from service.tokens.request import MAX_BODY_BYTES
 from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
-from service.usage.alerts import UsageAlerts
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import SignatureChecker, WebhookGuard
 

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.account.policy import UsagePolicy, parse_usage_policy
 from service.base.errors import ConfigurationError
 from service.base.tables import TableReader
 from service.bookkeeping.limits import CALLS, SPENDING_BUDGETS, Budgets, parse_budgets
 from service.callers.providers import parse_providers
 from service.config.settings import IdentityProvider
 from service.tokens.policy import TokenPolicy, parse_token_policy
-from service.usage.policy import UsagePolicy, parse_usage_policy
 from service.voice.dialing import DialPolicy, parse_dial, parse_incoming
 
 TABLES = frozenset(

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from service.account.twilio_rest import TwilioKeys, TwilioUsage
 from service.base.errors import TwilioApiError
-from service.usage.twilio_rest import TwilioKeys, TwilioUsage
 from tests import support
 from tests.fake_twilio import ADMIN_SID, ADMIN_TOKEN, FakeTwilio
 
