@@ -1,7 +1,11 @@
-"""A local fake of Twilio's REST API (2010-04-01 Keys, Usage Records and Usage Triggers).
+"""A local emulator of Twilio's REST API: 2010-04-01 Keys, Usage Records and Usage
+Triggers, Voice Dialing Permissions (v1) and Monitor Events (v1).
 
-It speaks the wire format twilio-python expects, so the broker's REST client is tested
-through the real twilio library: the one thing here that cannot run for real.
+It speaks the wire format twilio-python expects (twilio-oai's shapes: list keys, paging
+by ``PageSize`` with ``meta.next_page_url`` or ``next_page_uri``, error bodies with
+Twilio's codes), and answers as told with faults: a 401, a 429 with ``Retry-After``, a
+5xx, a slow answer. The broker's REST client is tested through the real twilio library:
+the one thing here that cannot run for real.
 """
 
 from __future__ import annotations
@@ -10,18 +14,24 @@ import base64
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from tests import support
 
 ADMIN_SID = support.ACCOUNT_SID
 ADMIN_TOKEN = "f" * 32
-RFC2822 = "Sat, 28 Nov 2026 18:00:00 +0000"
+
+
+#: An answer given instead of a request's own: status, body, headers, seconds of delay.
+Fault = tuple[int, dict[str, Any] | None, dict[str, str], float]
 
 
 @dataclass
@@ -32,6 +42,12 @@ class FakeTwilio:
     url: str = ""
     requests: list[str] = field(default_factory=list)
     triggers: list[dict[str, str]] = field(default_factory=list)
+    #: Voice dialing permissions, one dict a country (the wire format's fields)
+    countries: list[dict[str, Any]] = field(default_factory=list)
+    #: Monitor events, the wire format's fields (``event_date`` as ISO 8601)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: answers given instead of the next requests'
+    faults: list[Fault] = field(default_factory=list)
     spend: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
             "Today": {"calls": "60.00", "sms": "1.00"},
@@ -44,7 +60,11 @@ class FakeTwilio:
 def serve_fake_twilio() -> Iterator[FakeTwilio]:
     """Twilio's REST API for one account on loopback: its wire format, in memory."""
     state = FakeTwilio()
-    state.keys[support.API_KEY_SID] = {"sid": support.API_KEY_SID, "friendly_name": "broker 1"}
+    state.keys[support.API_KEY_SID] = {
+        "sid": support.API_KEY_SID,
+        "friendly_name": "broker 1",
+        "created": datetime.now(UTC),
+    }
     base = f"/2010-04-01/Accounts/{ADMIN_SID}/Keys"
 
     class Handler(BaseHTTPRequestHandler):
@@ -64,13 +84,82 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
             self.wfile.write(payload)
 
         def _key(self, key: dict[str, Any]) -> dict[str, Any]:
-            return {**key, "date_created": RFC2822, "date_updated": RFC2822}
+            created = format_datetime(key.get("created") or datetime.now(UTC), usegmt=True)
+            fields = {name: value for name, value in key.items() if name != "created"}
+            return {**fields, "date_created": created, "date_updated": created}
+
+        def _faulted(self) -> bool:
+            """Answer as a fault told to, instead of the request's own answer."""
+            if not state.faults:
+                return False
+            status, body, headers, delay = state.faults.pop(0)
+            time.sleep(delay)  # a slow answer, as told: what the client's deadline meets
+            payload = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return True
+
+        def _v1_page(self, key: str, items: list[dict[str, Any]]) -> None:
+            """A v1 list page: ``PageSize`` items at ``Page``, ``meta.next_page_url``."""
+            parts = urlsplit(self.path)
+            query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+            size, page = int(query.get("PageSize", "50")), int(query.get("Page", "0"))
+            chunk = items[page * size : (page + 1) * size]
+            more = (page + 1) * size < len(items)
+            link = f"{state.url}{parts.path}?PageSize={size}&Page={{}}&PageToken=PT{{}}"
+            self._json(
+                200,
+                {
+                    key: chunk,
+                    "meta": {
+                        "page": page,
+                        "page_size": size,
+                        "first_page_url": link.format(0, 0),
+                        "previous_page_url": link.format(page - 1, page - 1) if page else None,
+                        "url": link.format(page, page),
+                        "next_page_url": link.format(page + 1, page + 1) if more else None,
+                        "key": key,
+                    },
+                },
+            )
+
+        def _events(self) -> list[dict[str, Any]]:
+            query = parse_qs(urlsplit(self.path).query)
+            since = datetime.fromisoformat(query["StartDate"][0]) if "StartDate" in query else None
+            return [
+                {"account_sid": ADMIN_SID, "url": f"{state.url}/v1/Events/{event['sid']}", **event}
+                for event in state.events
+                if since is None or datetime.fromisoformat(event["event_date"]) >= since
+            ]
 
         def do_GET(self) -> None:  # the name http.server dispatches to
             state.requests.append(f"GET {self.path}")
-            if not self._authorized():
+            if self._faulted() or not self._authorized():
                 return
             path = self.path.split("?")[0]
+            if path == "/v1/DialingPermissions/Countries":
+                self._v1_page("content", state.countries)
+                return
+            if path == "/v1/Events":
+                self._v1_page("events", self._events())
+                return
+            if path == f"/2010-04-01/Accounts/{ADMIN_SID}/Usage/Triggers.json":
+                self._json(
+                    200,
+                    {
+                        "usage_triggers": state.triggers,
+                        "next_page_uri": None,
+                        "page": 0,
+                        "page_size": 50,
+                        "start": 0,
+                        "end": max(0, len(state.triggers) - 1),
+                    },
+                )
+                return
             usage = f"/2010-04-01/Accounts/{ADMIN_SID}/Usage/Records/"
             if path.startswith(usage):
                 period = path.removeprefix(usage).removesuffix(".json")
@@ -116,11 +205,13 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
 
         def do_POST(self) -> None:  # the name http.server dispatches to
             state.requests.append(f"POST {self.path}")
-            if not self._authorized():
+            if self._faulted() or not self._authorized():
                 return
             form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
             if self.path.endswith("/Usage/Triggers.json"):
                 trigger = {key: values[0] for key, values in form.items()}
+                trigger["callback_url"] = trigger.get("CallbackUrl", "")
+                trigger["usage_category"] = trigger.get("UsageCategory", "")
                 state.triggers.append(trigger)
                 self._json(
                     201,
@@ -128,12 +219,16 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
                 )
                 return
             sid = "SK" + os.urandom(16).hex()
-            state.keys[sid] = {"sid": sid, "friendly_name": form.get("FriendlyName", [""])[0]}
+            state.keys[sid] = {
+                "sid": sid,
+                "friendly_name": form.get("FriendlyName", [""])[0],
+                "created": datetime.now(UTC),
+            }
             self._json(201, {**self._key(state.keys[sid]), "secret": "S" * 32})
 
         def do_DELETE(self) -> None:  # the name http.server dispatches to
             state.requests.append(f"DELETE {self.path}")
-            if not self._authorized():
+            if self._faulted() or not self._authorized():
                 return
             sid = self.path.rsplit("/", 1)[-1].removesuffix(".json")
             if state.keys.pop(sid, None) is None:

@@ -9,15 +9,19 @@ it weighs some 16 MB, which no serving process should carry.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from twilio.base.exceptions import TwilioException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from service.base.errors import TwilioApiError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,21 +49,65 @@ class UsageRecord:
     usage_unit: str
 
 
-def _account(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
+#: How long one request to Twilio may take (seconds).
+REQUEST_SECONDS = 10.0
+#: A 429 is tried again after its Retry-After, at most this often, if it asks at most
+#: ``MAX_RETRY_AFTER`` seconds: a command waits for Twilio, it never storms it.
+MAX_TRIES = 3
+MAX_RETRY_AFTER = 30
+
+
+def _client(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
     from twilio.http.http_client import TwilioHttpClient  # heavy: see the module's note
     from twilio.rest import Client
 
-    class ToBaseUrl(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
-        """Sends twilio's requests to ``base_url`` with Twilio's own paths."""
+    class Patient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
+        """Sends twilio's requests (to ``api_base_url`` with Twilio's own paths, where
+        given), and honours a 429's Retry-After a bounded number of times."""
 
         def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
-            parts = urlsplit(url)
-            query = f"?{parts.query}" if parts.query else ""
-            target = f"{str(api_base_url).rstrip('/')}{parts.path}{query}"
-            return super().request(method, target, *arguments, **options)
+            if api_base_url:
+                parts = urlsplit(url)
+                query = f"?{parts.query}" if parts.query else ""
+                url = f"{api_base_url.rstrip('/')}{parts.path}{query}"
+            for _ in range(MAX_TRIES - 1):
+                response = super().request(method, url, *arguments, **options)
+                wait = _retry_after(response)
+                if wait is None:
+                    return response
+                time.sleep(wait)  # what Twilio asked for, bounded above
+            return super().request(method, url, *arguments, **options)
 
-    http_client = ToBaseUrl(timeout=10) if api_base_url else TwilioHttpClient(timeout=10)
-    return Client(account_sid, auth_token, http_client=http_client).api.v2010.accounts(account_sid)
+    return Client(account_sid, auth_token, http_client=Patient(timeout=REQUEST_SECONDS))
+
+
+def _retry_after(response: Any) -> int | None:
+    """The seconds a 429 asks to wait, when it is worth waiting that long; else None."""
+    if response.status_code != 429:
+        return None
+    text = str((response.headers or {}).get("Retry-After", ""))
+    return int(text) if text.isdigit() and int(text) <= MAX_RETRY_AFTER else None
+
+
+def _account(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
+    return _client(account_sid, auth_token, api_base_url).api.v2010.accounts(account_sid)
+
+
+def _calling(action: Callable[[], T]) -> T:
+    """Run a request to Twilio; its failure as one line: Twilio's status, code, message."""
+    from requests import RequestException
+
+    try:
+        return action()
+    except TwilioRestException as error:
+        message = " ".join(str(error.msg or "").split())
+        raise TwilioApiError(
+            f"HTTP {error.status} (Twilio error {error.code}): {message}"
+        ) from None
+    except TwilioException as error:
+        raise TwilioApiError(" ".join(str(error).split())) from None
+    except RequestException as error:
+        raise TwilioApiError(f"cannot be reached ({type(error).__name__})") from None
 
 
 class TwilioUsage:
@@ -75,10 +123,7 @@ class TwilioUsage:
 
     def records(self, period: str) -> list[UsageRecord]:
         """``period`` is ``today`` or ``this_month``."""
-        try:
-            found = getattr(self._account.usage.records, period).list()
-        except TwilioException as error:
-            raise TwilioApiError(str(error)) from None
+        found = _calling(lambda: getattr(self._account.usage.records, period).list())
         return [
             UsageRecord(
                 category=record.category or "",
@@ -92,8 +137,8 @@ class TwilioUsage:
 
     def create_trigger(self, category: str, value: str, callback_url: str) -> str:
         """A daily trigger on ``category`` at ``value`` (a price) that calls us back."""
-        try:
-            trigger = self._account.usage.triggers.create(
+        trigger = _calling(
+            lambda: self._account.usage.triggers.create(
                 callback_url=callback_url,
                 trigger_value=value,
                 usage_category=category,
@@ -102,8 +147,7 @@ class TwilioUsage:
                 recurring="daily",
                 friendly_name=f"token-broker: {category} over {value}",
             )
-        except TwilioException as error:
-            raise TwilioApiError(str(error)) from None
+        )
         return str(trigger.sid)
 
 
@@ -119,21 +163,105 @@ class TwilioKeys:
         return "TwilioKeys()"
 
     def list(self) -> list[ApiKey]:
-        try:
-            keys = self._account.keys.list()
-        except TwilioException as error:
-            raise TwilioApiError(str(error)) from None
+        keys = _calling(self._account.keys.list)
         return [ApiKey(key.sid, key.friendly_name or "", key.date_created) for key in keys]
 
     def create(self, friendly_name: str) -> NewApiKey:
-        try:
-            key = self._account.new_keys.create(friendly_name=friendly_name)
-        except TwilioException as error:
-            raise TwilioApiError(str(error)) from None
+        key = _calling(lambda: self._account.new_keys.create(friendly_name=friendly_name))
         return NewApiKey(key.sid, key.friendly_name or "", key.secret)
 
     def delete(self, sid: str) -> None:
-        try:
-            self._account.keys(sid).delete()
-        except TwilioException as error:
-            raise TwilioApiError(str(error)) from None
+        _calling(self._account.keys(sid).delete)
+
+
+@dataclass(frozen=True)
+class DialingCountry:
+    """One country's Voice dialing permissions (Voice Dialing Permissions API)."""
+
+    iso_code: str
+    name: str
+    country_codes: tuple[str, ...]
+    low_risk: bool
+    high_risk_special: bool
+    high_risk_tollfraud: bool
+
+
+@dataclass(frozen=True)
+class UsageTrigger:
+    sid: str
+    callback_url: str
+    usage_category: str
+
+
+@dataclass(frozen=True)
+class AccountEvent:
+    """One Monitor event: what was done to the account, by whom, from where."""
+
+    sid: str
+    event_type: str
+    event_date: datetime | None
+    source_ip_address: str
+    actor_sid: str
+    resource_sid: str
+    description: str
+
+
+class TwilioPosture:
+    """What ``account check`` reads: keys, dialing permissions, usage triggers, events."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str, *, api_base_url: str | None = None
+    ) -> None:
+        self._client = _client(account_sid, auth_token, api_base_url)
+        self._account = self._client.api.v2010.accounts(account_sid)
+
+    def __repr__(self) -> str:
+        return "TwilioPosture()"
+
+    def keys(self) -> list[ApiKey]:
+        found = _calling(self._account.keys.list)
+        return [ApiKey(key.sid, key.friendly_name or "", _date(key.date_created)) for key in found]
+
+    def dialing_countries(self) -> list[DialingCountry]:
+        found = _calling(self._client.voice.v1.dialing_permissions.countries.list)
+        return [
+            DialingCountry(
+                iso_code=country.iso_code or "",
+                name=country.name or "",
+                country_codes=tuple(country.country_codes or ()),
+                low_risk=bool(country.low_risk_numbers_enabled),
+                high_risk_special=bool(country.high_risk_special_numbers_enabled),
+                high_risk_tollfraud=bool(country.high_risk_tollfraud_numbers_enabled),
+            )
+            for country in found
+        ]
+
+    def usage_triggers(self) -> list[UsageTrigger]:
+        found = _calling(self._account.usage.triggers.list)
+        return [
+            UsageTrigger(
+                trigger.sid or "", trigger.callback_url or "", trigger.usage_category or ""
+            )
+            for trigger in found
+        ]
+
+    def events(self, since: datetime) -> list[AccountEvent]:
+        found = _calling(lambda: self._client.monitor.v1.events.list(start_date=since))
+        return [
+            AccountEvent(
+                sid=event.sid or "",
+                event_type=event.event_type or "",
+                # twilio leaves a date it cannot read as text: unknown, then
+                event_date=event.event_date if isinstance(event.event_date, datetime) else None,
+                source_ip_address=event.source_ip_address or "",
+                actor_sid=event.actor_sid or "",
+                resource_sid=event.resource_sid or "",
+                description=event.description or "",
+            )
+            for event in found
+        ]
+
+
+def _date(value: object) -> datetime | None:
+    """A date twilio read; None for one it could not (it leaves those as text)."""
+    return value if isinstance(value, datetime) else None

@@ -2,14 +2,15 @@
 
 ``serve`` runs and develops the broker, ``operators`` holds the kill switch, revocations,
 the audit trail and spend, ``client_keys`` the keys of server-to-server callers and
-``twilio_keys`` the account's API keys; ``loading`` is what they all share.
+``twilio_keys`` the account's API keys, ``account`` the account's posture; ``loading``
+is what they all share.
 """
 
 from __future__ import annotations
 
 import click
 
-from service.cli import client_keys, operators, serve, twilio_keys
+from service.cli import account, client_keys, operators, serve, twilio_keys
 from service.serving import probe
 
 
@@ -33,6 +34,7 @@ for _command in (
     operators.usage_trigger,
     client_keys.client_key,
     twilio_keys.keys,
+    account.account,
 ):
     main.add_command(_command)
 

@@ -102,6 +102,8 @@ AUDIT_MAX_RECORDS = Variable(
     "BROKER_AUDIT_MAX_RECORDS", parse.whole_number(1000, 100_000_000), 1_000_000
 )
 REVOCATION_DAYS = Variable("BROKER_REVOCATION_DAYS", parse.whole_number(1, 3650), 90)
+#: Twilio's advice: rotate credentials every three months.
+KEY_MAX_AGE_DAYS = Variable("BROKER_KEY_MAX_AGE_DAYS", parse.whole_number(1, 3650), 90)
 IPV6_PREFIX = Variable("BROKER_IPV6_PREFIX", parse.whole_number(32, 128), 64)
 TRUSTED_PROXIES: Variable[tuple[parse.Network, ...]] = Variable(
     "BROKER_TRUSTED_PROXIES", parse.networks, ()
@@ -143,6 +145,7 @@ VARIABLES: tuple[Variable[object], ...] = (
     AUDIT_RETENTION_DAYS,
     AUDIT_MAX_RECORDS,
     REVOCATION_DAYS,
+    KEY_MAX_AGE_DAYS,
     IPV6_PREFIX,
     TRUSTED_PROXIES,
     CORS_ORIGINS,

@@ -35,6 +35,7 @@ from service.config.declared import (
     DEV_DIR,
     FAKE_API_KEY_SECRET,
     IPV6_PREFIX,
+    KEY_MAX_AGE_DAYS,
     METRICS_TOKEN,
     OIDC_ALGORITHMS,
     OIDC_AUDIENCE,
@@ -139,6 +140,8 @@ class Settings:
     audit_retention_days: int
     audit_max_records: int
     revocation_days: int
+    #: an API key older than this is a finding of ``account check``
+    key_max_age_days: int
     #: an IPv6 client is budgeted as its network of this many bits
     ipv6_prefix: int
     #: The files the signing key was read from (SID, secret), when both came from files:
@@ -196,6 +199,7 @@ class Settings:
             audit_retention_days=read(AUDIT_RETENTION_DAYS),
             audit_max_records=read(AUDIT_MAX_RECORDS),
             revocation_days=read(REVOCATION_DAYS),
+            key_max_age_days=read(KEY_MAX_AGE_DAYS),
             ipv6_prefix=read(IPV6_PREFIX),
             signing_key_files=_signing_key_files(environ),
         )

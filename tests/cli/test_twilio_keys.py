@@ -33,6 +33,7 @@ def _rotated(environ: dict[str, str], tmp_path: Path, age_seconds: float) -> dic
 def test_list_marks_the_key_that_signs(
     environ: dict[str, str], twilio: FakeTwilio, admin_cli: Callable[..., Result]
 ) -> None:
+    twilio.keys[support.API_KEY_SID]["created"] = support.NOW
     result = admin_cli(environ, "keys", "list")
     assert result.exit_code == 0, result.output
     assert (
