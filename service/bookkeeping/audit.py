@@ -226,3 +226,7 @@ class Recorder:
     def paused(self, paused: bool) -> None:
         """What the last look at the pause flag found (the paused gauge)."""
         self._metrics.set_paused(paused)
+
+    def signing_key_age(self, seconds: float) -> None:
+        """How long the fleet has signed with this instance's key (its gauge)."""
+        self._metrics.set_signing_key_age(seconds)

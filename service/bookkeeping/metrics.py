@@ -61,6 +61,12 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=self.registry,
         )
+        self._key_age = Gauge(
+            "token_broker_signing_key_age_seconds",
+            "How long the fleet has signed with this instance's API key (since it first saw it).",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
 
     def _counter(self, name: str, description: str, *labels: str) -> Counter:
         return Counter(name, description, labels, registry=self.registry)
@@ -88,6 +94,9 @@ class Metrics:
 
     def set_paused(self, paused: bool) -> None:
         self._paused.set(1 if paused else 0)
+
+    def set_signing_key_age(self, seconds: float) -> None:
+        self._key_age.set(seconds)
 
     def exposition(self) -> bytes:
         """The Prometheus text format: all workers' values in multiprocess mode."""

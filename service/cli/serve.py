@@ -15,14 +15,16 @@ from typing import Any
 import click
 
 from service.base.clock import system_clock
+from service.base.errors import ConfigurationError, Unavailable
 from service.callers.dev_issuer import DevIssuer
 from service.callers.discovery import discovery_url
 from service.callers.jwks import JwksKeys
 from service.callers.oidc import oidc_verifier
 from service.cli.loading import EXIT_NO, fail, iso, load, store_for
 from service.config.declared import BIND
-from service.config.settings import IdentityProvider
+from service.config.settings import IdentityProvider, Settings
 from service.serving.configuration import Configuration
+from service.state import StateStore, open_store
 from service.tokens.inspection import Inspection, inspect_token
 from service.tokens.minting import SigningKey
 
@@ -51,10 +53,37 @@ def check_config(online: bool) -> None:
     click.echo(f"ok: profile {settings.profile}, {rules} policy rules")
     if configuration.fake_credentials:
         click.echo(FAKE_CREDENTIALS_NOTICE)
+    try:
+        store = open_store(settings.state_url, retention=settings.retention, create=False)
+    except ConfigurationError:
+        store = None  # no store yet (a first run): no key has an age
+    if store is not None:
+        warning = key_age_warning(settings, store)
+        if warning:
+            click.echo(warning, err=True)
+        store.close()
     if online:
         problems = [problem for p in configuration.providers if (problem := _check_online(p))]
         if problems:
             fail(problems)
+
+
+def key_age_warning(settings: Settings, store: StateStore) -> str | None:
+    """A warning when the signing key is older than ``BROKER_KEY_MAX_AGE_DAYS`` (from when
+    the fleet first saw it); an old key is a warning, never a refusal to start."""
+    now = system_clock()
+    try:
+        first = store.first_seen(f"signing-key:{settings.api_key_sid}", now)
+    except Unavailable:
+        return None
+    days = (now - first).days
+    if days <= settings.key_max_age_days:
+        return None
+    return (
+        f"warning: the signing key {settings.api_key_sid} has signed tokens for {days} days, "
+        f"more than BROKER_KEY_MAX_AGE_DAYS ({settings.key_max_age_days}): rotate it "
+        "(README: Rotating the signing key)"
+    )
 
 
 def _check_online(provider: IdentityProvider) -> str | None:
@@ -108,6 +137,9 @@ def serve(
         )
     if configuration.settings.profile == "dev":
         click.echo(_dev_banner(configuration, bind), err=True)
+    warning = key_age_warning(configuration.settings, store)
+    if warning:
+        click.echo(warning, err=True)
     # prometheus_client reads this variable when first imported: set it before the import.
     try:
         metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")

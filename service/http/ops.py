@@ -45,6 +45,7 @@ def metrics() -> Response:
         ):
             raise AuthenticationFailed("metrics token missing or wrong")
     found.issuance.paused()  # refreshes the paused gauge even when no token is asked for
+    found.issuance.signing_key_age()  # and the key's age
     return Response(found.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -96,6 +96,7 @@ class RedisStore(FilteringTrail):
         self._admit = client.register_script(scripts.ADMIT)
         self._count_refusals = client.register_script(scripts.COUNT_REFUSALS)
         self._first_time = client.register_script(scripts.FIRST_TIME)
+        self._first_seen = client.register_script(scripts.FIRST_SEEN)
 
     def __repr__(self) -> str:
         return "RedisStore()"
@@ -228,6 +229,13 @@ class RedisStore(FilteringTrail):
             return bool(self._first_time(keys=tagged, args=[seconds]))
         except (redis.RedisError, OSError):
             raise Unavailable("the Redis state store cannot be reached") from None
+
+    def first_seen(self, mark: str, at: datetime) -> datetime:
+        try:
+            found = self._first_seen(keys=[_tag("mark") + mark], args=[repr(at.timestamp())])
+        except (redis.RedisError, OSError):
+            raise Unavailable("the Redis state store cannot be reached") from None
+        return datetime.fromtimestamp(float(found), UTC)
 
     def ping(self) -> None:
         self._call("ping")

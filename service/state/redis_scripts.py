@@ -132,3 +132,9 @@ for _, key in ipairs(KEYS) do
 end
 return 1
 """
+
+# KEYS: a mark. ARGV: now. Returns when the mark was first set (now, if this is the time).
+FIRST_SEEN = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""

@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sign_ins (subject TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (session TEXT PRIMARY KEY, first_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (mark TEXT PRIMARY KEY, first_seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (
     minute INTEGER NOT NULL, address TEXT NOT NULL, decision TEXT NOT NULL,
     code TEXT NOT NULL, count INTEGER NOT NULL,
@@ -285,6 +286,15 @@ class SqliteStore(FilteringTrail):
                     "INSERT OR REPLACE INTO seen (key, until) VALUES (?, ?)", (key, now + seconds)
                 )
         return True
+
+    def first_seen(self, mark: str, at: datetime) -> datetime:
+        with self._lock:
+            self._execute(
+                "INSERT OR IGNORE INTO marks (mark, first_seen) VALUES (?, ?)",
+                (mark, at.timestamp()),
+            )
+            [(first,)] = self._execute("SELECT first_seen FROM marks WHERE mark = ?", (mark,))
+        return datetime.fromtimestamp(float(str(first)), UTC)
 
     def ping(self) -> None:
         self._execute("SELECT 1")

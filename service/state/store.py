@@ -149,6 +149,10 @@ class StateStore(AuditTrail, Protocol):
         """Remember ``keys`` for ``seconds``; False if any was remembered already (a replay)."""
         ...
 
+    def first_seen(self, mark: str, at: datetime) -> datetime:
+        """When the fleet first saw ``mark`` (``at``, if this is the first time)."""
+        ...
+
 
 #: Records read to find the ones a filter asks for, where the store cannot filter.
 FILTER_WINDOW = 100_000

@@ -202,6 +202,18 @@ class TokenIssuance:
             checks["audit_trail"] = _answers(self._trail)
         return checks
 
+    def signing_key_age(self) -> float | None:
+        """Seconds since the fleet first saw the key this instance signs with (the state
+        store remembers it); None when the store cannot say. Sets the gauge too."""
+        now = self._recorder.now()
+        try:
+            first = self._store.first_seen(f"signing-key:{self._minter.key_sid}", now)
+        except Unavailable:
+            return None
+        age = max(0.0, (now - first).total_seconds())
+        self._recorder.signing_key_age(age)
+        return age
+
     def paused(self) -> bool | None:
         """Whether an operator paused all issuance (the metrics' gauge); None if unknown."""
         try:

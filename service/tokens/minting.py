@@ -132,6 +132,11 @@ class Minter:
             prepared = self._prepared = self._prepare(key)
         return prepared
 
+    @property
+    def key_sid(self) -> str:
+        """The SID of the API key tokens are signed with now."""
+        return self._ready().key.api_key_sid
+
     def can_sign(self) -> bool:
         """True when the signing key is loaded and signs (a readiness check)."""
         prepared = self._ready()

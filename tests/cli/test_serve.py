@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -12,6 +12,7 @@ import pytest
 from click.testing import Result
 from flask.testing import FlaskClient
 
+from service.state import Retention, open_store
 from service.tokens.minting import Minter, Services, SigningKey
 from service.tokens.policy import Plan, VideoPlan
 from tests import support
@@ -196,3 +197,20 @@ def test_check_config_fails_for_webhooks_without_their_public_url(
     result = cli("check-config", env=without)
     assert result.exit_code == 2
     assert "BROKER_PUBLIC_URL is required with TWILIO_AUTH_TOKEN" in result.output
+
+
+def test_check_config_warns_when_the_signing_key_is_old(
+    cli: Callable[..., Result], environ: dict[str, str]
+) -> None:
+    first_run = cli("check-config", check=True)  # no store yet: no key has an age
+    assert "warning" not in first_run.output
+    store = open_store(environ["BROKER_STATE_URL"], retention=Retention())  # as serve makes it
+    store.first_seen(f"signing-key:{support.API_KEY_SID}", datetime.now(UTC) - timedelta(days=100))
+    store.close()
+    result = cli("check-config", check=True)  # a warning: it still exits 0
+    assert (
+        f"warning: the signing key {support.API_KEY_SID} has signed tokens for 100 days, "
+        "more than BROKER_KEY_MAX_AGE_DAYS (90)"
+    ) in result.output
+    lenient = cli("check-config", env={**environ, "BROKER_KEY_MAX_AGE_DAYS": "120"}, check=True)
+    assert "warning" not in lenient.output

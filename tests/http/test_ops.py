@@ -8,6 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from service.http import broker
+from tests import support
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -49,3 +50,22 @@ def test_metrics_require_the_token_when_set(
     ok = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32})
     assert ok.status_code == 200
     assert "token_broker_request_seconds" in ok.get_data(as_text=True)
+
+
+def test_metrics_show_how_long_the_fleet_has_signed_with_the_key(
+    client: FlaskClient, clock: support.FakeClock, make_client: Callable[..., FlaskClient]
+) -> None:
+    """The age counts from the fleet's first sight of the key (the state store), so a
+    restart or another instance does not make it young again."""
+    assert key_age(client) == 0
+    clock.advance(95 * 86400)
+    assert key_age(client) == 95 * 86400
+    another = make_client()  # another instance on the same store, started just now
+    assert key_age(another) == 95 * 86400
+    assert client.get("/readyz").status_code == 200  # an old key is a warning, not an outage
+
+
+def key_age(client: FlaskClient) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    [line] = [line for line in text.splitlines() if line.startswith("token_broker_signing_key_age")]
+    return float(line.split()[-1])

@@ -150,3 +150,10 @@ def test_bad_state_urls() -> None:
         sqlite_path("sqlite://")
     with pytest.raises(ConfigurationError):
         open_store("postgres://db/x", retention=Retention())
+
+
+def test_a_mark_is_first_seen_once_for_the_fleet(store: StateStore) -> None:
+    assert store.first_seen("signing-key:SK1", NOW) == NOW
+    later = NOW + timedelta(days=3)
+    assert store.first_seen("signing-key:SK1", later) == NOW  # however often asked
+    assert store.first_seen("signing-key:SK2", later) == later
