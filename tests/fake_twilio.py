@@ -28,6 +28,13 @@ from tests import support
 
 ADMIN_SID = support.ACCOUNT_SID
 ADMIN_TOKEN = "f" * 32
+#: A restricted API key that may only read Monitor events.
+MONITOR_KEY_SID = "SK" + "d" * 32
+MONITOR_KEY_SECRET = "m" * 32
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 #: An answer given instead of a request's own: status, body, headers, seconds of delay.
@@ -69,9 +76,14 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
 
     class Handler(BaseHTTPRequestHandler):
         def _authorized(self) -> bool:
-            expected = base64.b64encode(f"{ADMIN_SID}:{ADMIN_TOKEN}".encode()).decode()
-            if self.headers.get("Authorization") == f"Basic {expected}":
+            presented = self.headers.get("Authorization")
+            if presented == _basic(ADMIN_SID, ADMIN_TOKEN):
                 return True
+            if presented == _basic(MONITOR_KEY_SID, MONITOR_KEY_SECRET):
+                if self.path.split("?")[0] == "/v1/Events" and self.command == "GET":
+                    return True  # a restricted key: it may read events, nothing else
+                self._json(403, {"code": 20403, "message": "Forbidden", "status": 403})
+                return False
             self._json(401, {"code": 20003, "message": "Authenticate", "status": 401})
             return False
 

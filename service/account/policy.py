@@ -1,7 +1,9 @@
-"""How much spend is too much? The policy file's ``[usage]`` and ``[usage_alert]`` tables."""
+"""How much spend is too much, and which account events pause issuance? The policy
+file's ``[usage]``, ``[usage_alert]`` and ``[account_guard]`` tables."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -9,7 +11,9 @@ from decimal import Decimal
 from service.base.tables import TableReader
 from service.state import PauseScope
 
-TABLES = frozenset({"usage", "usage_alert"})
+TABLES = frozenset({"usage", "usage_alert", "account_guard"})
+#: What a Monitor event type looks like (``account-api-keys.created``).
+_EVENT_TYPE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 PERIODS = ("today", "this_month")
 
 
@@ -19,13 +23,32 @@ class UsagePolicy:
     alert_pauses: PauseScope = "all"
     #: spend thresholds for `token-broker usage`: period -> usage category -> price
     thresholds: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    #: Monitor event types that pause all issuance when ``account watch`` sees one
+    pause_on: tuple[str, ...] = ()
 
 
 def parse_usage_policy(reader: TableReader, document: Mapping[str, object]) -> UsagePolicy:
     return UsagePolicy(
         alert_pauses=_alert_pauses(reader, document.get("usage_alert", {})),
         thresholds=_thresholds(reader, document.get("usage", {})),
+        pause_on=_pause_on(reader, document.get("account_guard", {})),
     )
+
+
+def _pause_on(reader: TableReader, value: object) -> tuple[str, ...]:
+    """``[account_guard] pause_on = ["account-api-keys.created", ...]``."""
+    table = reader.table(value, "[account_guard]")
+    reader.known_keys(table, {"pause_on"}, "[account_guard]")
+    found = table.get("pause_on", [])
+    if not isinstance(found, list) or not all(
+        isinstance(kind, str) and _EVENT_TYPE.fullmatch(kind) for kind in found
+    ):
+        reader.problem(
+            "[account_guard].pause_on must list Monitor event types, "
+            "such as 'account-api-keys.created'"
+        )
+        return ()
+    return tuple(found)
 
 
 def _thresholds(reader: TableReader, value: object) -> dict[str, dict[str, Decimal]]:

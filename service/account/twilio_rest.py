@@ -57,7 +57,10 @@ MAX_TRIES = 3
 MAX_RETRY_AFTER = 30
 
 
-def _client(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
+def _client(
+    account_sid: str, secret: str, api_base_url: str | None, *, key_sid: str | None = None
+) -> Any:
+    """A twilio client: the account's SID and Auth Token, or an API key's SID and secret."""
     from twilio.http.http_client import TwilioHttpClient  # heavy: see the module's note
     from twilio.rest import Client
 
@@ -78,7 +81,12 @@ def _client(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:
                 time.sleep(wait)  # what Twilio asked for, bounded above
             return super().request(method, url, *arguments, **options)
 
-    return Client(account_sid, auth_token, http_client=Patient(timeout=REQUEST_SECONDS))
+    return Client(
+        key_sid or account_sid,
+        secret,
+        account_sid=account_sid,
+        http_client=Patient(timeout=REQUEST_SECONDS),
+    )
 
 
 def _retry_after(response: Any) -> int | None:
@@ -207,12 +215,19 @@ class AccountEvent:
 
 
 class TwilioPosture:
-    """What ``account check`` reads: keys, dialing permissions, usage triggers, events."""
+    """What ``account check`` and ``account watch`` read: keys, dialing permissions, usage
+    triggers, events. ``key_sid`` names an API key whose secret is ``secret`` (a key that
+    may only read events serves ``events``); else ``secret`` is the Auth Token."""
 
     def __init__(
-        self, account_sid: str, auth_token: str, *, api_base_url: str | None = None
+        self,
+        account_sid: str,
+        secret: str,
+        *,
+        key_sid: str | None = None,
+        api_base_url: str | None = None,
     ) -> None:
-        self._client = _client(account_sid, auth_token, api_base_url)
+        self._client = _client(account_sid, secret, api_base_url, key_sid=key_sid)
         self._account = self._client.api.v2010.accounts(account_sid)
 
     def __repr__(self) -> str:

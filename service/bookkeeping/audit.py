@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TextIO
@@ -230,3 +231,7 @@ class Recorder:
     def signing_key_age(self, seconds: float) -> None:
         """How long the fleet has signed with this instance's key (its gauge)."""
         self._metrics.set_signing_key_age(seconds)
+
+    def account_events(self, counts: Mapping[str, int]) -> None:
+        """The fleet's count of account security events (``account watch``)."""
+        self._metrics.set_account_events(counts)

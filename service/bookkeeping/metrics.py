@@ -8,6 +8,8 @@ single process (tests) keeps its own registry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,6 +18,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -25,6 +29,7 @@ class Metrics:
 
     def __init__(self, multiprocess_directory: str | None = None) -> None:
         self._multiprocess_directory = multiprocess_directory
+        self._account_events: dict[str, int] = {}
         self.registry = CollectorRegistry()
         counter = self._counter
         self._tokens = counter(
@@ -98,13 +103,37 @@ class Metrics:
     def set_signing_key_age(self, seconds: float) -> None:
         self._key_age.set(seconds)
 
+    def set_account_events(self, counts: Mapping[str, int]) -> None:
+        """The fleet's count of account security events by type (``account watch``
+        keeps it in the state store; this instance shows it)."""
+        self._account_events = dict(counts)
+
     def exposition(self) -> bytes:
         """The Prometheus text format: all workers' values in multiprocess mode."""
+        fleet = CollectorRegistry()
+        fleet.register(_Tally(self._account_events))
         if self._multiprocess_directory:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self._multiprocess_directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            return generate_latest(registry) + generate_latest(fleet)
+        return generate_latest(self.registry) + generate_latest(fleet)
+
+
+class _Tally(Collector):
+    """A count the fleet keeps in the state store, shown as a counter as it was read."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "token_broker_account_events",
+            "Security events of the Twilio account seen by `account watch`, by type.",
+            labels=["event_type"],
+        )
+        for event_type, count in sorted(self._counts.items()):
+            family.add_metric([event_type], count)
+        yield family
 
 
 def mark_worker_dead(pid: int, multiprocess_directory: str) -> None:

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
 import click
 
-from service.account.posture import CHECKS, EVENT_DAYS, Account, Expected, Finding, check
-from service.account.twilio_rest import TwilioPosture
+from service.account.posture import (
+    CHECKS,
+    EVENT_DAYS,
+    SECURITY_EVENTS,
+    Account,
+    Expected,
+    Finding,
+    check,
+)
+from service.account.twilio_rest import AccountEvent, TwilioPosture
 from service.base.clock import system_clock
-from service.cli.loading import EXIT_NO, admin_options, load, twilio_call
+from service.cli.loading import EXIT_NO, admin_options, fail, guarded, load, store_for, twilio_call
+from service.cli.operators import operator_record, record_action
+from service.config.settings import Settings
+from service.state import ACCOUNT_EVENTS, StateStore
+
+#: How far back each look of ``account watch`` goes, and (a day more) how long the fleet
+#: remembers what it reported: a watch stopped for less than this misses nothing.
+WATCH_DAYS = 7
 
 
 @click.group("account")
@@ -74,3 +93,77 @@ def _table(findings: list[Finding]) -> None:
             f"{finding.severity:<8}  {finding.check:<{width}}  {finding.subject}: {finding.detail}"
         )
         click.echo(f"{'':<8}  {'':<{width}}  -> {finding.remedy}")
+
+
+@account.command("watch")
+@click.option("--once", is_flag=True, help="Look once and exit (from cron).")
+@click.option("--interval", type=click.IntRange(5, 3600), default=60, show_default=True)
+@click.option("--account-sid", envvar="TWILIO_ADMIN_ACCOUNT_SID", required=True)
+@click.option("--api-base-url", envvar="TWILIO_API_BASE_URL", hidden=True)
+def watch(once: bool, interval: int, account_sid: str, api_base_url: str | None) -> None:
+    """Report the account's new security events (Monitor Events), one JSON line each,
+    once for the whole fleet; pause issuance for the types [account_guard] pause_on lists.
+
+    Reads with TWILIO_MONITOR_API_KEY_SID and _SECRET (a key that may only read events),
+    else TWILIO_ADMIN_AUTH_TOKEN."""
+    configuration = load()
+    settings = configuration.settings
+    store = store_for(settings)
+    reader = _events_reader(account_sid, api_base_url)
+    pause_on = configuration.policy.usage.pause_on
+    while True:
+        since = system_clock() - timedelta(days=WATCH_DAYS)
+        events = twilio_call(partial(reader.events, since))
+        _report(settings, store, events, pause_on)
+        if once:
+            return
+        time.sleep(interval)  # between looks at Twilio: the command's own rhythm
+
+
+def _events_reader(account_sid: str, api_base_url: str | None) -> TwilioPosture:
+    key_sid = os.environ.get("TWILIO_MONITOR_API_KEY_SID", "").strip()
+    key_secret = os.environ.get("TWILIO_MONITOR_API_KEY_SECRET", "").strip()
+    if key_sid and key_secret:
+        return TwilioPosture(account_sid, key_secret, key_sid=key_sid, api_base_url=api_base_url)
+    token = os.environ.get("TWILIO_ADMIN_AUTH_TOKEN", "").strip()
+    if not token:
+        fail(["set TWILIO_MONITOR_API_KEY_SID and _SECRET (or TWILIO_ADMIN_AUTH_TOKEN)"])
+    return TwilioPosture(account_sid, token, api_base_url=api_base_url)
+
+
+def _report(
+    settings: Settings,
+    store: StateStore,
+    events: Sequence[AccountEvent],
+    pause_on: tuple[str, ...],
+) -> None:
+    """Each security event not reported before, by any watcher: a line, a count, and for
+    the types that pause, a pause of all issuance naming the event and where it came from."""
+    now = system_clock()
+    remember = (WATCH_DAYS + 1) * 86400
+    for event in sorted(events, key=lambda found: (found.event_date or now, found.sid)):
+        wanted = event.event_type.startswith(SECURITY_EVENTS) or event.event_type in pause_on
+        mark = [f"account-event:{event.sid}"]
+        if not wanted or not guarded(partial(store.first_time, mark, now, remember)):
+            continue
+        click.echo(json.dumps(_event_fields(event)))
+        guarded(partial(store.tally_up, ACCOUNT_EVENTS, event.event_type))
+        if event.event_type in pause_on:
+            reason = (
+                f"account event {event.event_type} ({event.sid}) "
+                f"from {event.source_ip_address or 'an unknown address'}"
+            )
+            guarded(partial(store.pause, reason, now))
+            record_action(settings, store, operator_record("paused", now, reason=reason))
+            click.echo(f"issuance paused: {reason}", err=True)
+
+
+def _event_fields(event: AccountEvent) -> dict[str, str | None]:
+    return {
+        "sid": event.sid,
+        "event_type": event.event_type,
+        "event_date": event.event_date.isoformat() if event.event_date else None,
+        "source_ip_address": event.source_ip_address or None,
+        "actor_sid": event.actor_sid or None,
+        "resource_sid": event.resource_sid or None,
+    }

@@ -41,13 +41,13 @@ AUDIT_FIELDS = (
 )
 
 
-def _record(settings: Settings, store: StateStore, record: AuditRecord) -> None:
+def record_action(settings: Settings, store: StateStore, record: AuditRecord) -> None:
     """Store an operator's action in the durable audit trail."""
     trail = trail_for(settings, store)
     guarded(lambda: trail.append_audit(record.at, record.to_json()), AUDIT_TRAIL)
 
 
-def _operator(
+def operator_record(
     decision: Decision,
     at: datetime,
     *,
@@ -81,7 +81,7 @@ def pause(reason: str) -> None:
     store = store_for(settings)
     now = system_clock()
     guarded(lambda: store.pause(reason, now))
-    _record(settings, store, _operator("paused", now, reason=reason))
+    record_action(settings, store, operator_record("paused", now, reason=reason))
     click.echo(f"issuance paused: {reason}")
 
 
@@ -91,7 +91,7 @@ def resume() -> None:
     settings = load().settings
     store = store_for(settings)
     guarded(store.resume)
-    _record(settings, store, _operator("resumed", system_clock()))
+    record_action(settings, store, operator_record("resumed", system_clock()))
     click.echo("issuance resumed")
 
 
@@ -109,7 +109,9 @@ def revoke(identity: str | None, client: str | None) -> None:
     store = store_for(settings)
     now = system_clock()
     guarded(lambda: store.revoke(subject, now))
-    _record(settings, store, _operator("revoked", now, identity=identity, client=client))
+    record_action(
+        settings, store, operator_record("revoked", now, identity=identity, client=client)
+    )
     click.echo(f"revoked {subject} for sessions issued before {iso(int(now.timestamp()))}")
 
 
@@ -122,8 +124,10 @@ def unrevoke(identity: str | None, client: str | None) -> None:
     settings = load().settings
     store = store_for(settings)
     found = guarded(lambda: store.unrevoke(subject))
-    _record(
-        settings, store, _operator("unrevoked", system_clock(), identity=identity, client=client)
+    record_action(
+        settings,
+        store,
+        operator_record("unrevoked", system_clock(), identity=identity, client=client),
     )
     click.echo(f"unrevoked {subject}" if found else f"{subject} was not revoked")
 

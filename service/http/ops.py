@@ -46,6 +46,7 @@ def metrics() -> Response:
             raise AuthenticationFailed("metrics token missing or wrong")
     found.issuance.paused()  # refreshes the paused gauge even when no token is asked for
     found.issuance.signing_key_age()  # and the key's age
+    found.issuance.account_events()  # and the fleet's count of account events
     return Response(found.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 

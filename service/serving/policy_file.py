@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.account.policy import TABLES as ACCOUNT_TABLES
 from service.account.policy import UsagePolicy, parse_usage_policy
 from service.base.errors import ConfigurationError
 from service.base.tables import TableReader
@@ -30,9 +31,8 @@ TABLES = frozenset(
         "limits",
         "dial",
         "incoming",
-        "usage",
-        "usage_alert",
         "providers",
+        *ACCOUNT_TABLES,
     }
 )
 

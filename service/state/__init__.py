@@ -13,6 +13,7 @@ from __future__ import annotations
 from service.base.clock import Clock, system_clock
 from service.base.errors import ConfigurationError
 from service.state.store import (
+    ACCOUNT_EVENTS,
     Admission,
     Admitted,
     AuditTrail,
@@ -29,6 +30,7 @@ from service.state.store import (
 )
 
 __all__ = [
+    "ACCOUNT_EVENTS",
     "Admission",
     "Admitted",
     "AuditTrail",

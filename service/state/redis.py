@@ -237,6 +237,13 @@ class RedisStore(FilteringTrail):
             raise Unavailable("the Redis state store cannot be reached") from None
         return datetime.fromtimestamp(float(found), UTC)
 
+    def tally_up(self, tally: str, key: str) -> None:
+        self._call("hincrby", _tag("tally:" + tally) + "counts", key, 1)
+
+    def tally(self, tally: str) -> dict[str, int]:
+        found = self._call("hgetall", _tag("tally:" + tally) + "counts")
+        return {name.decode(): int(count) for name, count in found.items()}
+
     def ping(self) -> None:
         self._call("ping")
 

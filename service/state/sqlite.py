@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from service.base.clock import Clock, system_clock
 from service.base.errors import ConfigurationError, Unavailable
 from service.base.files import private_file
+from service.state.sqlite_schema import SCHEMA
 from service.state.store import (
     Admission,
     Admitted,
@@ -35,23 +36,6 @@ from service.state.store import (
 )
 from service.state.windows import LocalWindows
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS controls (
-    name TEXT PRIMARY KEY, reason TEXT NOT NULL, since REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revocations (subject TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, record TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
-CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS sign_ins (subject TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (session TEXT PRIMARY KEY, first_seen REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS marks (mark TEXT PRIMARY KEY, first_seen REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS refusals (
-    minute INTEGER NOT NULL, address TEXT NOT NULL, decision TEXT NOT NULL,
-    code TEXT NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (minute, address, decision, code)
-);
-"""
 PRUNE_EVERY = 1000
 #: After a checkpoint, the journal file is cut back to this size.
 JOURNAL_BYTES = 4 * 1024 * 1024
@@ -98,7 +82,7 @@ class SqliteStore(FilteringTrail):
             private_file(path)
             with contextlib.closing(sqlite3.connect(path)) as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
-                connection.executescript(_SCHEMA)
+                connection.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise ConfigurationError(
                 [f"the SQLite state file cannot be opened ({error})"]
@@ -274,18 +258,25 @@ class SqliteStore(FilteringTrail):
     def first_time(self, keys: Sequence[str], at: datetime, seconds: int) -> bool:
         now = at.timestamp()
         marks = ",".join("?" * len(keys))
-        with self._lock:
-            found = self._execute(
-                f"SELECT 1 FROM seen WHERE key IN ({marks}) AND until > ?",  # noqa: S608  # only placeholders are formatted in
-                [*keys, now],
-            )
-            if found:
-                return False
-            for key in keys:
-                self._execute(
-                    "INSERT OR REPLACE INTO seen (key, until) VALUES (?, ?)", (key, now + seconds)
-                )
-        return True
+        try:
+            with self._lock:
+                connection = self._opened()
+                connection.execute("BEGIN IMMEDIATE")  # one at a time, across processes too
+                try:
+                    found = connection.execute(
+                        f"SELECT 1 FROM seen WHERE key IN ({marks}) AND until > ?",  # noqa: S608  # only placeholders are formatted in
+                        [*keys, now],
+                    ).fetchall()
+                    if not found:
+                        connection.executemany(
+                            "INSERT OR REPLACE INTO seen (key, until) VALUES (?, ?)",
+                            [(key, now + seconds) for key in keys],
+                        )
+                finally:
+                    connection.execute("COMMIT")
+        except sqlite3.Error:
+            raise Unavailable("the SQLite state file cannot be used") from None
+        return not found
 
     def first_seen(self, mark: str, at: datetime) -> datetime:
         with self._lock:
@@ -295,6 +286,17 @@ class SqliteStore(FilteringTrail):
             )
             [(first,)] = self._execute("SELECT first_seen FROM marks WHERE mark = ?", (mark,))
         return datetime.fromtimestamp(float(str(first)), UTC)
+
+    def tally_up(self, tally: str, key: str) -> None:
+        self._execute(
+            "INSERT INTO tallies (tally, key, count) VALUES (?, ?, 1)"
+            " ON CONFLICT (tally, key) DO UPDATE SET count = count + 1",
+            (tally, key),
+        )
+
+    def tally(self, tally: str) -> dict[str, int]:
+        rows = self._execute("SELECT key, count FROM tallies WHERE tally = ?", (tally,))
+        return {str(key): int(str(count)) for key, count in rows}
 
     def ping(self) -> None:
         self._execute("SELECT 1")

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 PauseScope = Literal["all", "voice_outgoing"]
+#: The fleet's tally of account security events (``account watch`` adds, /metrics shows).
+ACCOUNT_EVENTS = "account_events"
 RefusalKind = Literal["paused", "revoked", "rate_limited"]
 #: Aggregated refusals: (minute as epoch seconds, client address, decision, code) -> count
 RefusalCounts = Mapping[tuple[int, str, str, str], int]
@@ -151,6 +153,14 @@ class StateStore(AuditTrail, Protocol):
 
     def first_seen(self, mark: str, at: datetime) -> datetime:
         """When the fleet first saw ``mark`` (``at``, if this is the first time)."""
+        ...
+
+    def tally_up(self, tally: str, key: str) -> None:
+        """Add one to ``key`` of the fleet's count ``tally`` (a few keys: event types)."""
+        ...
+
+    def tally(self, tally: str) -> dict[str, int]:
+        """The fleet's count ``tally``, by key."""
         ...
 
 

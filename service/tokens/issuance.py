@@ -9,6 +9,7 @@ is stored.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from service.bookkeeping.audit import AuditRecord, Decision, Recorder
 from service.bookkeeping.limits import Budgets
 from service.callers import Authenticator, Caller
 from service.callers.attestation import LEEWAY_SECONDS, AppCheck
-from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
+from service.state import ACCOUNT_EVENTS, Admission, AuditTrail, PauseScope, Refused, StateStore
 from service.tokens.identities import for_tokens
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
@@ -201,6 +202,11 @@ class TokenIssuance:
         if self._trail is not None:
             checks["audit_trail"] = _answers(self._trail)
         return checks
+
+    def account_events(self) -> None:
+        """Show the fleet's count of account security events (the state store's)."""
+        with contextlib.suppress(Unavailable):
+            self._recorder.account_events(self._store.tally(ACCOUNT_EVENTS))
 
     def signing_key_age(self) -> float | None:
         """Seconds since the fleet first saw the key this instance signs with (the state

@@ -4,6 +4,8 @@ local emulator of Twilio's REST API (paging, error bodies, 401, 429, 5xx, slow a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,11 +13,19 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from flask.testing import FlaskClient
 
 from service.account import twilio_rest
 from service.account.posture import CHECKS
 from tests import support
-from tests.fake_twilio import ADMIN_TOKEN, FakeTwilio, Fault
+from tests.fake_twilio import (
+    ADMIN_SID,
+    ADMIN_TOKEN,
+    MONITOR_KEY_SECRET,
+    MONITOR_KEY_SID,
+    FakeTwilio,
+    Fault,
+)
 
 PUBLIC_URL = "https://broker.example.test"
 OUR_TRIGGER = {
@@ -213,3 +223,100 @@ def test_twilio_failing_is_the_unreachable_code_and_one_line(
     assert ADMIN_TOKEN not in result.output
     if failure == "busy_for_long":
         assert len(twilio.requests) == 3  # tried three times, then it says so
+
+
+GUARD = '\n[account_guard]\npause_on = ["account-api-keys.created"]\n'
+
+
+@pytest.fixture
+def guarded_environ(environ: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The test broker whose policy pauses on a new API key, read with a monitor key that
+    may read events only (the admin token given is wrong: it must not be needed)."""
+    policy = tmp_path / "guarded.toml"
+    policy.write_text(Path(environ["BROKER_POLICY_FILE"]).read_text() + GUARD)
+    return {
+        **environ,
+        "BROKER_POLICY_FILE": str(policy),
+        "TWILIO_MONITOR_API_KEY_SID": MONITOR_KEY_SID,
+        "TWILIO_MONITOR_API_KEY_SECRET": MONITOR_KEY_SECRET,
+    }
+
+
+def watch(admin_cli: Callable[..., Result], environment: dict[str, str]) -> list[dict[str, Any]]:
+    result = admin_cli(environment, "account", "watch", "--once", token="0" * 32)
+    assert result.exit_code == 0, result.output
+    assert MONITOR_KEY_SECRET not in result.output
+    return [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+
+
+def test_watch_reports_each_event_once_and_pauses_on_the_policys_types(
+    guarded_environ: dict[str, str],
+    twilio: FakeTwilio,
+    admin_cli: Callable[..., Result],
+    make_client: Callable[..., FlaskClient],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    client = make_client(guarded_environ)  # a running broker on the same state store
+    assert post(support.VIDEO, caller_token(), to=client).status_code == 200
+    twilio.events[:] = [
+        event("AE" + "1" * 32, "account-api-keys.created", 2),
+        event("AE" + "2" * 32, "voice-geographic-permissions.updated", 1),
+        event("AE" + "3" * 32, "phone-numbers.created", 1),  # harmless: not reported
+    ]
+    first = watch(admin_cli, guarded_environ)
+    assert [(line["sid"], line["event_type"]) for line in first] == [
+        ("AE" + "1" * 32, "account-api-keys.created"),
+        ("AE" + "2" * 32, "voice-geographic-permissions.updated"),
+    ]
+    assert first[0]["source_ip_address"] == "203.0.113.66"
+    paused = post(support.VIDEO, caller_token(), to=client)  # at once: no cache of pauses
+    support.assert_problem(paused, 503, "issuance_paused")
+    assert watch(admin_cli, guarded_environ) == []  # the second look: nothing new
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'token_broker_account_events_total{event_type="account-api-keys.created"} 1.0' in metrics
+    assert all(request.startswith("GET /v1/Events") for request in twilio.requests)
+
+
+def test_a_harmless_event_pauses_nothing(
+    guarded_environ: dict[str, str],
+    twilio: FakeTwilio,
+    admin_cli: Callable[..., Result],
+    make_client: Callable[..., FlaskClient],
+    caller_token: support.Token,
+    post: support.Post,
+) -> None:
+    client = make_client(guarded_environ)
+    twilio.events[:] = [event("AE" + "4" * 32, "voice-geographic-permissions.updated", 1)]
+    assert len(watch(admin_cli, guarded_environ)) == 1  # reported, not in pause_on
+    assert post(support.VIDEO, caller_token(), to=client).status_code == 200
+
+
+def test_two_watchers_on_one_store_report_each_event_once(
+    guarded_environ: dict[str, str],
+    twilio: FakeTwilio,
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    make_client(guarded_environ)  # the server made the store
+    twilio.events[:] = [event(f"AE{n:032d}", "account-api-keys.deleted", 1) for n in range(40)]
+    environment = {
+        **guarded_environ,
+        "TWILIO_ADMIN_ACCOUNT_SID": ADMIN_SID,
+        "TWILIO_API_BASE_URL": twilio.url,
+        "PATH": os.environ.get("PATH", ""),
+    }
+    watchers = [
+        subprocess.Popen(
+            [support.BROKER, "account", "watch", "--once"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    reported: list[str] = []
+    for watcher in watchers:
+        out, err = watcher.communicate(timeout=60)
+        assert watcher.returncode == 0, err
+        reported += [json.loads(line)["sid"] for line in out.decode().splitlines()]
+    assert sorted(reported) == [f"AE{n:032d}" for n in range(40)]
