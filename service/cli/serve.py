@@ -81,8 +81,8 @@ def key_age_warning(settings: Settings, store: StateStore) -> str | None:
         return None
     return (
         f"warning: the signing key {settings.api_key_sid} has signed tokens for {days} days, "
-        f"more than BROKER_KEY_MAX_AGE_DAYS ({settings.key_max_age_days}): rotate it "
-        "(README: Rotating the signing key)"
+        f"more than BROKER_KEY_MAX_AGE_DAYS ({settings.key_max_age_days}): token-broker keys "
+        "rotate (README: Rotating the signing key)"
     )
 
 

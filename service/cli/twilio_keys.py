@@ -8,7 +8,8 @@ import click
 
 from service.account.twilio_rest import TwilioKeys
 from service.base.clock import system_clock
-from service.cli.loading import EXIT_NO, admin_options, fail, load, twilio_call
+from service.cli import rotation
+from service.cli.loading import EXIT_NO, admin_options, fail, load, store_for, twilio_call
 from service.serving.configuration import Configuration
 
 
@@ -44,6 +45,31 @@ def create(friendly_name: str, account_sid: str, auth_token: str, api_base_url: 
         "server HUP after changing them); then delete the old key once its tokens expired.",
         err=True,
     )
+
+
+@keys.command("rotate")
+@click.option("--finish", is_flag=True, help="Delete the previous key, once its tokens expired.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 3600),
+    default=60,
+    show_default=True,
+    help="How long to wait for every running instance to sign with the new key.",
+)
+@admin_options
+def rotate(
+    finish: bool, timeout: float, account_sid: str, auth_token: str, api_base_url: str | None
+) -> None:
+    """Make a new Standard key, write it to the key files, and return once every running
+    instance signs with it; with --finish, delete the previous one. Run it again after
+    an interruption: it goes on from where it stopped."""
+    configuration = load()
+    client = TwilioKeys(account_sid, auth_token, api_base_url=api_base_url)
+    if finish:
+        rotation.finish(configuration, client)
+        return
+    rotation.key_files(configuration)  # before anything else: without them, nothing to do
+    rotation.rotate(configuration, client, store_for(configuration.settings), timeout)
 
 
 @keys.command("delete")

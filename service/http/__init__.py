@@ -11,6 +11,7 @@ from service.bookkeeping.metrics import Metrics
 from service.config.settings import Settings
 from service.state import AuditTrail
 from service.tokens.issuance import TokenIssuance
+from service.tokens.signing_keys import KeyHeartbeat
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import WebhookGuard
 
@@ -29,6 +30,8 @@ class Broker:
     usage_alerts: UsageAlerts
     #: what holds connections: the state store, and the audit trail when it is apart
     resources: tuple[AuditTrail, ...] = ()
+    #: tells the fleet which key this instance signs with (a serving worker beats it)
+    heartbeat: KeyHeartbeat | None = None
 
     def close(self) -> None:
         """Let go of every connection (the app is done)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import TextIO
@@ -27,7 +28,7 @@ from service.state import AuditTrail, StateStore, open_store, open_trail
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
 from service.tokens.request import MAX_BODY_BYTES
-from service.tokens.signing_keys import CHECK_SECONDS, SigningKeySource
+from service.tokens.signing_keys import CHECK_SECONDS, KeyHeartbeat, SigningKeySource
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import SignatureChecker, WebhookGuard
 
@@ -59,9 +60,10 @@ def create_app(
         trail, audit_stream, ipv6_prefix=settings.ipv6_prefix, in_admission=trail is store
     )
     parts = _Parts(configuration, store, trail, Recorder(audit, metrics, clock), clock)
+    keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
     app.extensions[EXTENSION_KEY] = Broker(
         settings=settings,
-        issuance=_issuance(parts, key_check_seconds),
+        issuance=_issuance(parts, keys),
         metrics=metrics,
         calls=_calls(parts),
         webhooks=WebhookGuard(
@@ -75,6 +77,7 @@ def create_app(
             store=store, scope=policy.usage.alert_pauses, recorder=parts.recorder
         ),
         resources=(store,) if trail is store else (store, trail),
+        heartbeat=KeyHeartbeat(keys.current, store, clock, f"{socket.gethostname()}:{os.getpid()}"),
     )
     _attach_request_hooks(app, metrics)
     transport.init_app(app, settings)
@@ -96,11 +99,10 @@ class _Parts:
     clock: Clock
 
 
-def _issuance(parts: _Parts, key_check_seconds: float) -> TokenIssuance:
+def _issuance(parts: _Parts, keys: SigningKeySource) -> TokenIssuance:
     """The token use case, with its callers, policy, budgets and signing key."""
     configuration, clock = parts.configuration, parts.clock
     settings, policy = configuration.settings, configuration.policy
-    keys = SigningKeySource(settings, clock=clock, check_seconds=key_check_seconds)
     return TokenIssuance(
         authenticator=_authenticator(configuration, clock),
         policy=policy.tokens,

@@ -38,9 +38,10 @@ import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from service.base.addresses import DEFAULT_IPV6_PREFIX, address_key, parse_address
-from service.base.errors import PROBLEM_JSON, RequestTimeout, problem_body
+from service.base.errors import PROBLEM_JSON, RequestTimeout, Unavailable, problem_body
 from service.config.variables import Network
 from service.http import broker
+from service.tokens.signing_keys import HEARTBEAT_SECONDS, KeyHeartbeat
 
 #: How long a request body may take to arrive, once its headers have.
 BODY_SECONDS = 10.0
@@ -200,7 +201,10 @@ class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no typ
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        settings = broker(self.wsgi).settings
+        found = broker(self.wsgi)
+        if found.heartbeat is not None:
+            gevent.spawn(_beat, found.heartbeat)
+        settings = found.settings
         self._shares = ConnectionShares(
             int(self.cfg.worker_connections),
             ipv6_prefix=settings.ipv6_prefix,
@@ -232,6 +236,15 @@ class BrokerWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no typ
             # A kept-alive client whose next request is already there would otherwise be
             # served again and again without a switch: every other connection waits.
             gevent.sleep(0)
+
+
+def _beat(heartbeat: KeyHeartbeat) -> None:
+    """Tell the fleet, every second, which key this worker signs with (and pick up new
+    key files then, with no request needed)."""
+    while True:
+        with contextlib.suppress(Unavailable):  # the store back, the next beat reports
+            heartbeat.beat()
+        gevent.sleep(HEARTBEAT_SECONDS)
 
 
 def _raise_open_files_limit() -> None:

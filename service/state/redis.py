@@ -42,6 +42,7 @@ AUDIT_KEY = PREFIX + "{audit}:records"
 REFUSALS_PREFIX = PREFIX + "{audit}:refusals:"
 REFUSALS_INDEX = PREFIX + "{audit}:refusals"
 REFUSALS_SIZES = PREFIX + "{audit}:refusal-sizes"
+INSTANCES_KEY = PREFIX + "{fleet}:signing-keys"
 TIMEOUT_SECONDS = 0.5
 _SCOPES: tuple[PauseScope, ...] = ("all", "voice_outgoing")
 _FIELD_SEPARATOR = "\x1f"
@@ -243,6 +244,19 @@ class RedisStore(FilteringTrail):
     def tally(self, tally: str) -> dict[str, int]:
         found = self._call("hgetall", _tag("tally:" + tally) + "counts")
         return {name.decode(): int(count) for name, count in found.items()}
+
+    def report_signing_key(self, instance: str, key_sid: str, at: datetime, seconds: int) -> None:
+        self._call("hset", INSTANCES_KEY, instance, f"{key_sid} {at.timestamp() + seconds!r}")
+
+    def signing_keys(self, at: datetime) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for instance, value in self._call("hgetall", INSTANCES_KEY).items():
+            key_sid, until = value.decode().split(" ")
+            if float(until) < at.timestamp():
+                self._call("hdel", INSTANCES_KEY, instance)  # gone quiet: forgotten
+            else:
+                found[instance.decode()] = key_sid
+        return found
 
     def ping(self) -> None:
         self._call("ping")

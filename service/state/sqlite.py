@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from service.base.clock import Clock, system_clock
 from service.base.errors import ConfigurationError, Unavailable
 from service.base.files import private_file
+from service.state.sqlite_fleet import FleetRecords
 from service.state.sqlite_schema import SCHEMA
 from service.state.store import (
     Admission,
@@ -50,7 +51,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-class SqliteStore(FilteringTrail):
+class SqliteStore(FilteringTrail, FleetRecords):
     in_process_limits = True
 
     def __init__(
@@ -277,26 +278,6 @@ class SqliteStore(FilteringTrail):
         except sqlite3.Error:
             raise Unavailable("the SQLite state file cannot be used") from None
         return not found
-
-    def first_seen(self, mark: str, at: datetime) -> datetime:
-        with self._lock:
-            self._execute(
-                "INSERT OR IGNORE INTO marks (mark, first_seen) VALUES (?, ?)",
-                (mark, at.timestamp()),
-            )
-            [(first,)] = self._execute("SELECT first_seen FROM marks WHERE mark = ?", (mark,))
-        return datetime.fromtimestamp(float(str(first)), UTC)
-
-    def tally_up(self, tally: str, key: str) -> None:
-        self._execute(
-            "INSERT INTO tallies (tally, key, count) VALUES (?, ?, 1)"
-            " ON CONFLICT (tally, key) DO UPDATE SET count = count + 1",
-            (tally, key),
-        )
-
-    def tally(self, tally: str) -> dict[str, int]:
-        rows = self._execute("SELECT key, count FROM tallies WHERE tally = ?", (tally,))
-        return {str(key): int(str(count)) for key, count in rows}
 
     def ping(self) -> None:
         self._execute("SELECT 1")

@@ -163,6 +163,14 @@ class StateStore(AuditTrail, Protocol):
         """The fleet's count ``tally``, by key."""
         ...
 
+    def report_signing_key(self, instance: str, key_sid: str, at: datetime, seconds: int) -> None:
+        """``instance`` signs with ``key_sid`` (a heartbeat, forgotten after ``seconds``)."""
+        ...
+
+    def signing_keys(self, at: datetime) -> dict[str, str]:
+        """Which key each live instance signs with (``keys rotate`` waits for them)."""
+        ...
+
 
 #: Records read to find the ones a filter asks for, where the store cannot filter.
 FILTER_WINDOW = 100_000

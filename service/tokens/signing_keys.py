@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from service.base.clock import Clock, system_clock
 from service.base.errors import ConfigurationError
 from service.config.reading import read_api_key
 from service.config.settings import Settings
+from service.state import StateStore
 from service.tokens.minting import SigningKey
 
 CHECK_SECONDS = 0.5
+#: How often a serving instance reports its key, and how long a report holds.
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_TTL_SECONDS = 10
 log = logging.getLogger("token_broker")
 
 
@@ -95,3 +100,26 @@ class SigningKeySource:
         self._key = SigningKey(previous.account_sid, sid, secret, previous.region)
         if sid != previous.api_key_sid:
             log.warning("signing key rotated: %s -> %s", previous.api_key_sid, sid)
+
+
+class KeyHeartbeat:
+    """Tells the fleet (the state store) which key this instance signs with: a serving
+    worker beats every ``HEARTBEAT_SECONDS``, and ``keys rotate`` waits until every live
+    instance names the new key. Each beat also looks at the key files."""
+
+    def __init__(
+        self, key: Callable[[], SigningKey], store: StateStore, clock: Clock, instance: str
+    ) -> None:
+        self._key = key
+        self._store = store
+        self._clock = clock
+        self.instance = instance
+
+    def __repr__(self) -> str:
+        return f"KeyHeartbeat({self.instance!r})"
+
+    def beat(self) -> str:
+        """Report the key signing now (raises ``Unavailable`` with the store down)."""
+        sid = self._key().api_key_sid
+        self._store.report_signing_key(self.instance, sid, self._clock(), HEARTBEAT_TTL_SECONDS)
+        return sid
