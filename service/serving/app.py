@@ -21,6 +21,7 @@ from service.callers.attestation import AppCheck
 from service.callers.client_keys import ClientKeyFile
 from service.callers.dev_issuer import DevIssuer
 from service.callers.oidc import provider_of
+from service.config.settings import Settings
 from service.http import EXTENSION_KEY, Broker, ops, tokens, transport, webhooks
 from service.http.proxies import TrustedProxies
 from service.serving.configuration import Configuration, load_configuration
@@ -66,13 +67,7 @@ def create_app(
         issuance=_issuance(parts, keys),
         metrics=metrics,
         calls=_calls(parts),
-        webhooks=WebhookGuard(
-            SignatureChecker(
-                [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
-            ),
-            store,
-            clock,
-        ),
+        webhooks=_webhooks(settings, store, clock),
         usage_alerts=UsageAlerts(
             store=store, scope=policy.usage.alert_pauses, recorder=parts.recorder
         ),
@@ -119,6 +114,12 @@ def _issuance(parts: _Parts, keys: SigningKeySource) -> TokenIssuance:
             (provider.leeway_seconds for provider in configuration.providers), default=30
         ),
     )
+
+
+def _webhooks(settings: Settings, store: StateStore, clock: Clock) -> WebhookGuard:
+    """Twilio's signed webhooks: the primary Auth Token, and the secondary while rotating."""
+    auth_tokens = [token for token in (settings.auth_token, settings.auth_token_secondary) if token]
+    return WebhookGuard(SignatureChecker(auth_tokens), store, clock)
 
 
 def _calls(parts: _Parts) -> VoiceCalls:
