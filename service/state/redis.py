@@ -13,6 +13,7 @@ spreads callers over its slots; the fleet-wide keys share ``{fleet}``, the trail
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,19 +45,34 @@ REFUSALS_INDEX = PREFIX + "{audit}:refusals"
 REFUSALS_SIZES = PREFIX + "{audit}:refusal-sizes"
 INSTANCES_KEY = PREFIX + "{fleet}:signing-keys"
 TIMEOUT_SECONDS = 0.5
+#: How long making a cluster's client may try again, and how often.
+CONNECT_SECONDS = 5.0
+CONNECT_RETRY_SECONDS = 0.2
 _SCOPES: tuple[PauseScope, ...] = ("all", "voice_outgoing")
 _FIELD_SEPARATOR = "\x1f"
 DAY = 86400
 
 
 def connect(url: str) -> Any:
-    """A Redis client for ``url``: one server's, or a cluster's (``redis.RedisCluster``)."""
-    storage = storage_from_string(
-        url,
-        wrap_exceptions=True,
-        socket_timeout=TIMEOUT_SECONDS,
-        socket_connect_timeout=TIMEOUT_SECONDS,
-    )
+    """A Redis client for ``url``: one server's, or a cluster's (``redis.RedisCluster``).
+
+    A cluster's client asks a node for the slots as it is made; a node that drops that
+    one connection must not stop a worker from booting (gunicorn then stops the whole
+    server), so that question is asked again for up to ``CONNECT_SECONDS``."""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    while True:
+        try:
+            storage = storage_from_string(
+                url,
+                wrap_exceptions=True,
+                socket_timeout=TIMEOUT_SECONDS,
+                socket_connect_timeout=TIMEOUT_SECONDS,
+            )
+            break
+        except (redis.RedisError, redis.exceptions.RedisClusterException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(CONNECT_RETRY_SECONDS)  # a worker booting: nothing else waits on it
     if not isinstance(storage, Storage) or not hasattr(storage, "get_connection"):
         # an async storage, or one without a Redis client: not for this server
         raise ConfigurationError(["BROKER_STATE_URL must name a synchronous Redis storage"])

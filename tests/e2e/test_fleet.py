@@ -287,7 +287,8 @@ def test_readiness_sees_a_failed_cluster_and_its_healing(
             cluster.kill(victim)
             assert support.eventually(lambda: cluster.state() == "fail", within=15.0)
             not_ready = [(503, "failed"), (503, "failed")]
-            assert support.eventually(lambda: readiness(fleet) == not_ready, within=3.0)
+            logs = "\n".join(instance.output()[-3000:] for instance in fleet.instances)
+            assert support.eventually(lambda: readiness(fleet) == not_ready, within=3.0), logs
             cluster.restart(victim)
             assert support.eventually(lambda: cluster.state() == "ok", within=15.0)
             ready = [(200, "ok"), (200, "ok")]
