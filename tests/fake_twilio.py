@@ -105,7 +105,9 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
             if not state.faults:
                 return False
             status, body, headers, delay = state.faults.pop(0)
-            time.sleep(delay)  # a slow answer, as told: what the client's deadline meets
+            # Not a wait in a test: the emulated server is slow on purpose, so that the
+            # client's request deadline is what ends the request.
+            time.sleep(delay)
             payload = json.dumps(body).encode() if body is not None else b""
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():

@@ -171,8 +171,7 @@ class TwilioKeys:
         return "TwilioKeys()"
 
     def list(self) -> list[ApiKey]:
-        keys = _calling(self._account.keys.list)
-        return [ApiKey(key.sid, key.friendly_name or "", key.date_created) for key in keys]
+        return _api_keys(self._account)
 
     def create(self, friendly_name: str) -> NewApiKey:
         key = _calling(lambda: self._account.new_keys.create(friendly_name=friendly_name))
@@ -234,8 +233,7 @@ class TwilioPosture:
         return "TwilioPosture()"
 
     def keys(self) -> list[ApiKey]:
-        found = _calling(self._account.keys.list)
-        return [ApiKey(key.sid, key.friendly_name or "", _date(key.date_created)) for key in found]
+        return _api_keys(self._account)
 
     def dialing_countries(self) -> list[DialingCountry]:
         found = _calling(self._client.voice.v1.dialing_permissions.countries.list)
@@ -275,6 +273,12 @@ class TwilioPosture:
             )
             for event in found
         ]
+
+
+def _api_keys(account: Any) -> list[ApiKey]:
+    """The account's API keys, every page of them."""
+    found = _calling(account.keys.list)
+    return [ApiKey(key.sid, key.friendly_name or "", _date(key.date_created)) for key in found]
 
 
 def _date(value: object) -> datetime | None:
