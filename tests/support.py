@@ -737,3 +737,14 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+def required_tool(name: str) -> str:
+    """The path of a program the tests run (promtool, prometheus, kubectl); under CI a
+    missing one fails, never skips."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed; CI must install it (.ci/run)")
+        pytest.skip(f"{name} is not installed")  # only outside CI: CI fails above
+    return found

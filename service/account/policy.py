@@ -15,6 +15,15 @@ TABLES = frozenset({"usage", "usage_alert", "account_guard"})
 #: What a Monitor event type looks like (``account-api-keys.created``).
 _EVENT_TYPE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 PERIODS = ("today", "this_month")
+#: Security events counted from the start (at zero) by ``token_broker_account_events_total``,
+#: beside any that ``pause_on`` names.
+WATCHED_EVENTS = (
+    "account-api-keys.created",
+    "account-api-keys.deleted",
+    "account-auth-token.promoted",
+    "usage-trigger.deleted",
+    "voice-geographic-permissions.updated",
+)
 
 
 @dataclass(frozen=True)

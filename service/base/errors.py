@@ -242,6 +242,13 @@ class Unavailable(RequestRefused):
     detail = "The service is temporarily unavailable."
     retry_after = 5  # an outage of a dependency is usually seconds (a failover, a restart)
 
+    def __init__(
+        self, reason: str = "", *, dependency: str = "state", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(reason, headers=headers)
+        #: which dependency failed (a metrics label: a fixed name, never a value)
+        self.dependency = dependency
+
 
 _WERKZEUG_EQUIVALENTS: dict[int, type[RequestRefused]] = {
     400: InvalidRequest,

@@ -224,6 +224,14 @@ class Recorder:
         elif record.event == "usage_alert":
             self._metrics.usage_alert()
 
+    def dependency_failed(self, dependency: str) -> None:
+        """A request answered 503 because ``dependency`` failed (its counter)."""
+        self._metrics.dependency_failed(dependency)
+
+    def dependencies(self, results: Mapping[str, bool]) -> None:
+        """What a readiness look found, by dependency (its gauge)."""
+        self._metrics.set_dependencies(results)
+
     def paused(self, paused: bool) -> None:
         """What the last look at the pause flag found (the paused gauge)."""
         self._metrics.set_paused(paused)

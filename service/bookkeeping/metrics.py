@@ -9,6 +9,8 @@ single process (tests) keeps its own registry.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,13 +24,32 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+#: Where a token request's 503 came from (``dependency`` label): bounded, named in code.
+DEPENDENCIES = ("state", "audit_trail", "identity_provider", "signing_key", "client_keys", "twilio")
+TOKEN_ENDPOINT = "/v1/tokens"
+
+
+@dataclass(frozen=True)
+class KnownLabels:
+    """Every label value the broker can count, so that each series exists from the start
+    (at zero): an empty panel or a silent alert then means a broken query, never a quiet
+    day. Nothing per caller: no identity, room or address is ever a label."""
+
+    grants: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    budgets: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    endpoints: tuple[str, ...] = (TOKEN_ENDPOINT,)
 
 
 class Metrics:
     """The broker's metrics, registered in a registry of its own."""
 
-    def __init__(self, multiprocess_directory: str | None = None) -> None:
+    def __init__(
+        self, multiprocess_directory: str | None = None, known: KnownLabels | None = None
+    ) -> None:
         self._multiprocess_directory = multiprocess_directory
+        self._known = known or KnownLabels()
         self._account_events: dict[str, int] = {}
         self.registry = CollectorRegistry()
         counter = self._counter
@@ -47,6 +68,11 @@ class Metrics:
         self._authentication_failures = counter(
             "token_broker_authentication_failures", "Failed caller authentications."
         )
+        self._define_health()
+
+    def _define_health(self) -> None:
+        """Latency, answers by status class, dependencies and the fleet's gauges."""
+        counter = self._counter
         self._latency = Histogram(
             "token_broker_request_seconds",
             "Request latency, by endpoint.",
@@ -60,21 +86,57 @@ class Metrics:
         self._usage_alerts = counter(
             "token_broker_usage_alerts", "Usage-trigger callbacks that paused issuance."
         )
-        self._paused = Gauge(
-            "token_broker_paused",
-            "1 while issuance is paused by the operator.",
-            multiprocess_mode="livemax",
-            registry=self.registry,
+        self._responses = counter(
+            "token_broker_responses",
+            "Answers, by endpoint and status class (2xx, 4xx, 5xx): the availability SLI.",
+            "endpoint",
+            "class",
         )
-        self._key_age = Gauge(
+        self._dependency_errors = counter(
+            "token_broker_dependency_errors",
+            "Token requests answered 503 because a dependency failed, by dependency.",
+            "dependency",
+        )
+        self._dependency_up = self._gauge(
+            "token_broker_dependency_up",
+            "1 while this instance can use the dependency (as /readyz checks it), else 0.",
+            "livemin",  # one worker that cannot is enough to show 0
+            "dependency",
+        )
+        self._paused = self._gauge(
+            "token_broker_paused", "1 while issuance is paused by the operator.", "livemax"
+        )
+        self._key_age = self._gauge(
             "token_broker_signing_key_age_seconds",
             "How long the fleet has signed with this instance's API key (since it first saw it).",
-            multiprocess_mode="livemax",
-            registry=self.registry,
+            "livemax",
         )
 
     def _counter(self, name: str, description: str, *labels: str) -> Counter:
         return Counter(name, description, labels, registry=self.registry)
+
+    def _gauge(self, name: str, description: str, mode: Any, *labels: str) -> Gauge:
+        return Gauge(name, description, labels, multiprocess_mode=mode, registry=self.registry)
+
+    def start(self) -> None:
+        """Create every known series at zero (a worker calls this once it serves)."""
+        known = self._known
+        for grant in known.grants:
+            self._tokens.labels(grant)
+        for code in known.codes:
+            self._refusals.labels(code)
+        for budget in known.budgets:
+            self._rate_limited.labels(budget)
+        for outcome in ("allowed", "refused"):
+            self._calls.labels(outcome)
+        for endpoint in known.endpoints:
+            self._latency.labels(endpoint)
+            for status_class in ("2xx", "4xx", "5xx"):
+                self._responses.labels(endpoint, status_class)
+        for dependency in DEPENDENCIES:
+            self._dependency_errors.labels(dependency)
+        self._paused.set(0)
+        self._key_age.set(0)
 
     def issued(self, grants: tuple[str, ...]) -> None:
         self._tokens_total.inc()
@@ -94,8 +156,17 @@ class Metrics:
     def usage_alert(self) -> None:
         self._usage_alerts.inc()
 
-    def observe(self, endpoint: str, seconds: float) -> None:
+    def observe(self, endpoint: str, seconds: float, status: int) -> None:
         self._latency.labels(endpoint).observe(seconds)
+        self._responses.labels(endpoint, f"{min(max(status // 100, 1), 5)}xx").inc()
+
+    def dependency_failed(self, dependency: str) -> None:
+        self._dependency_errors.labels(dependency).inc()
+
+    def set_dependencies(self, results: Mapping[str, bool]) -> None:
+        """What a readiness look found, by dependency (1 usable, 0 not)."""
+        for dependency, usable in results.items():
+            self._dependency_up.labels(dependency).set(1 if usable else 0)
 
     def set_paused(self, paused: bool) -> None:
         self._paused.set(1 if paused else 0)
@@ -111,7 +182,8 @@ class Metrics:
     def exposition(self) -> bytes:
         """The Prometheus text format: all workers' values in multiprocess mode."""
         fleet = CollectorRegistry()
-        fleet.register(_Tally(self._account_events))
+        known = dict.fromkeys(self._known.event_types, 0)
+        fleet.register(_Tally({**known, **self._account_events}))
         if self._multiprocess_directory:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self._multiprocess_directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client

@@ -66,7 +66,9 @@ class ClientKeyFile:
         try:
             self._reload()
         except ConfigurationError:
-            raise Unavailable("the client keys file cannot be read") from None
+            raise Unavailable(
+                "the client keys file cannot be read", dependency="client_keys"
+            ) from None
         match = _KEY.fullmatch(credential)
         stored = self._keys.get(match.group(1)) if match else None
         # Compare even when nothing was found, so that timing does not tell which it was.

@@ -95,7 +95,9 @@ class JwksKeys:
                 now, self._failed_at, self._cooldown
             )
             if failed_lately:
-                raise Unavailable(f"identity provider keys: {self._failure}")
+                raise Unavailable(
+                    f"identity provider keys: {self._failure}", dependency="identity_provider"
+                )
             if self._keys:  # loaded: this kid is new, and may be a rotated key
                 if self._unknown_fetch is not None and _within(
                     now, self._unknown_fetch, self._cooldown
@@ -104,7 +106,9 @@ class JwksKeys:
                 self._unknown_fetch = now
             self._fetch()
         if self._failure is not None:
-            raise Unavailable(f"identity provider keys: {self._failure}")
+            raise Unavailable(
+                f"identity provider keys: {self._failure}", dependency="identity_provider"
+            )
 
     def _refresh_in_background_if_due(self) -> None:
         now = self._clock()

@@ -94,7 +94,9 @@ class IssuerVerifier:
         try:
             key = self.keys.key_for(kid)
         except jwt.PyJWKClientConnectionError:
-            raise Unavailable("identity provider keys cannot be fetched") from None
+            raise Unavailable(
+                "identity provider keys cannot be fetched", dependency="identity_provider"
+            ) from None
         except jwt.PyJWTError:
             raise AuthenticationFailed("no key for this kid") from None
         if key.algorithm_name != algorithm:

@@ -44,6 +44,7 @@ def metrics() -> Response:
             presented.strip().encode(), expected.encode()
         ):
             raise AuthenticationFailed("metrics token missing or wrong")
+    found.issuance.readiness()  # the dependencies' gauge, as /readyz sees them
     found.issuance.paused()  # refreshes the paused gauge even when no token is asked for
     found.issuance.signing_key_age()  # and the key's age
     found.issuance.account_events()  # and the fleet's count of account events

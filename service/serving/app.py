@@ -12,10 +12,12 @@ from typing import TextIO
 from flask import Flask, Response, g, request
 
 from service.account.alerts import UsageAlerts
+from service.account.policy import WATCHED_EVENTS
 from service.base.clock import Clock, system_clock
-from service.base.errors import register_error_handlers
+from service.base.errors import error_codes, register_error_handlers
 from service.bookkeeping.audit import AuditLog, Recorder
-from service.bookkeeping.metrics import MULTIPROCESS_DIRECTORY, Metrics
+from service.bookkeeping.limits import CALLS, LIMIT_KEYS
+from service.bookkeeping.metrics import MULTIPROCESS_DIRECTORY, KnownLabels, Metrics
 from service.callers import Authenticator, Provider
 from service.callers.attestation import AppCheck
 from service.callers.client_keys import ClientKeyFile
@@ -28,7 +30,7 @@ from service.serving.configuration import Configuration, load_configuration
 from service.state import AuditTrail, StateStore, open_store, open_trail
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
-from service.tokens.request import MAX_BODY_BYTES
+from service.tokens.request import GRANT_NAMES, MAX_BODY_BYTES
 from service.tokens.signing_keys import CHECK_SECONDS, KeyHeartbeat, SigningKeySource
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import SignatureChecker, WebhookGuard
@@ -56,7 +58,8 @@ def create_app(
 
     store = open_store(settings.state_url, retention=settings.retention, clock=clock)
     trail = open_trail(settings.audit_url, store, retention=settings.retention, clock=clock)
-    metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY))
+    metrics = Metrics(os.environ.get(MULTIPROCESS_DIRECTORY), _known_labels(configuration))
+    metrics.start()
     audit = AuditLog(
         trail, audit_stream, ipv6_prefix=settings.ipv6_prefix, in_admission=trail is store
     )
@@ -137,6 +140,16 @@ def _calls(parts: _Parts) -> VoiceCalls:
     )
 
 
+def _known_labels(configuration: Configuration) -> KnownLabels:
+    """Every label value the metrics can take, created at zero."""
+    return KnownLabels(
+        grants=GRANT_NAMES,
+        codes=tuple(sorted({code for codes in error_codes().values() for code in codes})),
+        budgets=(*LIMIT_KEYS, CALLS),
+        event_types=tuple(dict.fromkeys((*WATCHED_EVENTS, *configuration.policy.usage.pause_on))),
+    )
+
+
 def _authenticator(configuration: Configuration, clock: Clock) -> Authenticator:
     """Who may call: the identity provider, the development issuer, client keys."""
     settings = configuration.settings
@@ -163,5 +176,6 @@ def _attach_request_hooks(app: Flask, metrics: Metrics) -> None:
     def add_request_id(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe(endpoint, time.perf_counter() - g.get("started", time.perf_counter()))
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe(endpoint, elapsed, response.status_code)
         return response

@@ -116,7 +116,9 @@ class PostgresTrail:
             with self._pool.connection() as connection:
                 return work(connection)
         except _ERRORS:
-            raise Unavailable("the audit database cannot be reached") from None
+            raise Unavailable(
+                "the audit database cannot be reached", dependency="audit_trail"
+            ) from None
 
     def _ensure_days(self, connection: psycopg.Connection[Any], at: datetime) -> None:
         """The table, and the partitions of ``at``'s day and the next: made once a day per

@@ -9,7 +9,6 @@ is stored.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,7 +32,8 @@ from service.bookkeeping.audit import AuditRecord, Decision, Recorder
 from service.bookkeeping.limits import Budgets
 from service.callers import Authenticator, Caller
 from service.callers.attestation import LEEWAY_SECONDS, AppCheck
-from service.state import ACCOUNT_EVENTS, Admission, AuditTrail, PauseScope, Refused, StateStore
+from service.state import Admission, AuditTrail, PauseScope, Refused, StateStore
+from service.tokens.health import HealthViews
 from service.tokens.identities import for_tokens
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
@@ -56,7 +56,7 @@ class RequestContext:
     app_check: str | None = None
 
 
-class TokenIssuance:
+class TokenIssuance(HealthViews):
     """Composes callers, policy, minting, budgets and audit into one decision per request."""
 
     def __init__(
@@ -101,6 +101,8 @@ class TokenIssuance:
             return self._decide_and_mint(caller, request, context)
         except RequestRefused as refusal:
             final = self._denial_cost(caller, refusal)
+            if isinstance(final, Unavailable):
+                self._recorder.dependency_failed(final.dependency)
             self._recorder.record(self._refusal_record(context, final, request, caller))
             if final is refusal:
                 raise
@@ -190,44 +192,6 @@ class TokenIssuance:
             cost=self._budgets.voice_outgoing_cost if outgoing else 1,
             record=line if self._recorder.in_admission else None,
         )
-
-    def readiness(self) -> dict[str, bool]:
-        """Named checks for /readyz: can this instance issue tokens right now?"""
-        providers = all(verifier.keys.ready() for verifier in self._authenticator.verifiers)
-        checks = {
-            "signing_key": self._minter.can_sign(),
-            "state": _answers(self._store),
-            "identity_provider": providers,
-        }
-        if self._trail is not None:
-            checks["audit_trail"] = _answers(self._trail)
-        return checks
-
-    def account_events(self) -> None:
-        """Show the fleet's count of account security events (the state store's)."""
-        with contextlib.suppress(Unavailable):
-            self._recorder.account_events(self._store.tally(ACCOUNT_EVENTS))
-
-    def signing_key_age(self) -> float | None:
-        """Seconds since the fleet first saw the key this instance signs with (the state
-        store remembers it); None when the store cannot say. Sets the gauge too."""
-        now = self._recorder.now()
-        try:
-            first = self._store.first_seen(f"signing-key:{self._minter.key_sid}", now)
-        except Unavailable:
-            return None
-        age = max(0.0, (now - first).total_seconds())
-        self._recorder.signing_key_age(age)
-        return age
-
-    def paused(self) -> bool | None:
-        """Whether an operator paused all issuance (the metrics' gauge); None if unknown."""
-        try:
-            paused = "all" in self._store.pauses()
-        except Unavailable:
-            return None
-        self._recorder.paused(paused)
-        return paused
 
     def _authenticate(self, authorization: str | None, context: RequestContext) -> Caller:
         """Verify first: a credential that verifies never meets the failure budget."""
@@ -338,12 +302,3 @@ def _decision_of(refusal: RequestRefused) -> Decision:
     if isinstance(refusal, InvalidRequest):
         return "invalid_request"
     return "denied"
-
-
-def _answers(place: AuditTrail) -> bool:
-    """Whether a store or trail answers now."""
-    try:
-        place.ping()
-    except Unavailable:
-        return False
-    return True
