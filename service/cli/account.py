@@ -25,6 +25,8 @@ from service.account.twilio_rest import AccountEvent, TwilioPosture
 from service.base.clock import system_clock
 from service.cli.loading import EXIT_NO, admin_options, fail, guarded, load, store_for, twilio_call
 from service.cli.operators import operator_record, record_action
+from service.config.declared import Variable
+from service.config.reading import VariableReader
 from service.config.settings import Settings
 from service.state import ACCOUNT_EVENTS, StateStore
 
@@ -98,18 +100,22 @@ def _table(findings: list[Finding]) -> None:
 @account.command("watch")
 @click.option("--once", is_flag=True, help="Look once and exit (from cron).")
 @click.option("--interval", type=click.IntRange(5, 3600), default=60, show_default=True)
-@click.option("--account-sid", envvar="TWILIO_ADMIN_ACCOUNT_SID", required=True)
+@click.option(
+    "--account-sid",
+    envvar="TWILIO_ADMIN_ACCOUNT_SID",
+    help="The account to watch [default: the broker's TWILIO_ACCOUNT_SID]",
+)
 @click.option("--api-base-url", envvar="TWILIO_API_BASE_URL", hidden=True)
-def watch(once: bool, interval: int, account_sid: str, api_base_url: str | None) -> None:
+def watch(once: bool, interval: int, account_sid: str | None, api_base_url: str | None) -> None:
     """Report the account's new security events (Monitor Events), one JSON line each,
     once for the whole fleet; pause issuance for the types [account_guard] pause_on lists.
 
-    Reads with TWILIO_MONITOR_API_KEY_SID and _SECRET (a key that may only read events),
-    else TWILIO_ADMIN_AUTH_TOKEN."""
+    Reads with TWILIO_MONITOR_API_KEY_SID and _SECRET (a key that may only read events;
+    each may be given as NAME_FILE), else TWILIO_ADMIN_AUTH_TOKEN."""
     configuration = load()
     settings = configuration.settings
     store = store_for(settings)
-    reader = _events_reader(account_sid, api_base_url)
+    reader = _events_reader(account_sid or settings.account_sid, api_base_url)
     pause_on = configuration.policy.usage.pause_on
     while True:
         since = system_clock() - timedelta(days=WATCH_DAYS)
@@ -121,8 +127,11 @@ def watch(once: bool, interval: int, account_sid: str, api_base_url: str | None)
 
 
 def _events_reader(account_sid: str, api_base_url: str | None) -> TwilioPosture:
-    key_sid = os.environ.get("TWILIO_MONITOR_API_KEY_SID", "").strip()
-    key_secret = os.environ.get("TWILIO_MONITOR_API_KEY_SECRET", "").strip()
+    read = VariableReader(os.environ)
+    key_sid = read.text(Variable("TWILIO_MONITOR_API_KEY_SID", str, "", from_file=True))
+    key_secret = read.text(Variable("TWILIO_MONITOR_API_KEY_SECRET", str, "", secret=True))
+    if read.problems:
+        fail(read.problems)
     if key_sid and key_secret:
         return TwilioPosture(account_sid, key_secret, key_sid=key_sid, api_base_url=api_base_url)
     token = os.environ.get("TWILIO_ADMIN_AUTH_TOKEN", "").strip()

@@ -320,3 +320,39 @@ def test_two_watchers_on_one_store_report_each_event_once(
         assert watcher.returncode == 0, err
         reported += [json.loads(line)["sid"] for line in out.decode().splitlines()]
     assert sorted(reported) == [f"AE{n:032d}" for n in range(40)]
+
+
+def test_watch_reads_the_monitor_key_from_files_and_the_brokers_own_account(
+    guarded_environ: dict[str, str],
+    twilio: FakeTwilio,
+    cli: Callable[..., Result],
+    make_client: Callable[..., FlaskClient],
+    tmp_path: Path,
+) -> None:
+    """As the Kubernetes CronJob runs it: the monitor key mounted as files, no admin
+    credentials at all, the account the broker's own TWILIO_ACCOUNT_SID."""
+    make_client(guarded_environ)  # a running broker on the same state store
+    twilio.events[:] = [event("AE" + "5" * 32, "account-api-keys.created", 1)]
+    sid_file, secret_file = tmp_path / "monitor-sid", tmp_path / "monitor-secret"
+    sid_file.write_text(MONITOR_KEY_SID + "\n")
+    secret_file.write_text(MONITOR_KEY_SECRET + "\n")
+    environment = {
+        key: value for key, value in guarded_environ.items() if not key.startswith("TWILIO_MONITOR")
+    }
+    result = cli(
+        "account",
+        "watch",
+        "--once",
+        env={
+            **environment,
+            "TWILIO_ADMIN_ACCOUNT_SID": None,
+            "TWILIO_ADMIN_AUTH_TOKEN": None,
+            "TWILIO_MONITOR_API_KEY_SID_FILE": str(sid_file),
+            "TWILIO_MONITOR_API_KEY_SECRET_FILE": str(secret_file),
+            "TWILIO_API_BASE_URL": twilio.url,
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert MONITOR_KEY_SECRET not in result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [event["event_type"] for event in events] == ["account-api-keys.created"]
