@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TextIO
@@ -95,10 +95,21 @@ class AuditRecord:
             if value is not None and value != ():
                 found[name] = value
         found["at"] = self.at.isoformat().replace("+00:00", "Z")
+        if _trace_source is not None and (trace_id := _trace_source()) is not None:
+            found["trace_id"] = trace_id  # the request's trace (tracing enabled)
         return json.dumps(found)
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(AuditRecord))
+#: Where a record finds the trace it was decided in: set only when tracing is enabled.
+_trace_source: Callable[[], str | None] | None = None
+
+
+def trace_ids_from(source: Callable[[], str | None] | None) -> None:
+    """Have every record written from now on carry ``source()`` as its ``trace_id``
+    (the current span's trace; None outside one). ``None`` turns it off."""
+    global _trace_source  # one per process, as OpenTelemetry's provider is
+    _trace_source = source
 
 
 class AuditLog:

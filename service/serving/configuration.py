@@ -16,6 +16,7 @@ from service.config.environment import read_environment, with_first_run_defaults
 from service.config.reading import VariableReader
 from service.config.settings import IdentityProvider, Settings
 from service.serving.policy_file import Policy
+from service.serving.tracing import tracing_exporters
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def load_configuration(
         problems.extend(error.problems)
     if settings is not None and policy is not None:
         problems.extend(consistency_problems(settings, policy))
+    try:
+        tracing_exporters(merged)
+    except ConfigurationError as error:
+        problems.extend(error.problems)
     if problems or settings is None or policy is None:
         raise ConfigurationError(problems)
     return Configuration(settings=settings, policy=policy, fake_credentials=fake)

@@ -8,6 +8,7 @@ for the bounds on headers, bodies and each client network's share).
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from service.bookkeeping.metrics import mark_worker_dead
 from service.serving.app import create_app
+from service.serving.tracing import start_tracing
 from service.tokens.request import MAX_BODY_BYTES
 
 WORKER_CLASS = "service.serving.worker.BrokerWorker"
@@ -38,6 +40,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
     def load(self) -> Flask:
         # Each worker builds its app from the environment, as `service:create_app()` would.
         app = create_app()
+        start_tracing(app, os.environ)  # after the fork: each worker its own provider
         from service.serving.worker import BoundedBody  # gevent: only in a serving worker
 
         app.wsgi_app = BoundedBody(app.wsgi_app, limit=MAX_BODY_BYTES)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app

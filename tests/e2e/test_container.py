@@ -257,6 +257,14 @@ def test_the_image_is_small_and_carries_nothing_but_the_package(
         "test -w /app/policy.toml && echo writable; token-broker --help >/dev/null && echo runs",
     ).split()
     assert inside == [UID, UID, "policy.toml", "service", "runs"]
+    # twilio's REST domains the broker and its commands call are there; the rest are not.
+    domains = engine.shell(
+        image.name,
+        "python -c \"from twilio.rest import Client; c = Client('AC' + '0' * 32, 'x'); "
+        "c.api.v2010; c.voice.v1; c.monitor.v1; c.taskrouter.v1; c.video.v1; print('used')\"; "
+        "python -c 'import twilio.rest.messaging' 2>/dev/null || echo unused-gone",
+    ).split()
+    assert domains == ["used", "unused-gone"]
 
 
 def test_every_package_in_the_image_is_a_pinned_version(image: Image) -> None:
