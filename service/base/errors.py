@@ -131,6 +131,21 @@ class RoomNotAllowed(Forbidden):
     detail = "The requested room is not allowed for this caller."
 
 
+class WorkerNotFound(Forbidden):
+    """Raised when no TaskRouter Worker belongs to the caller (claim or friendly name)."""
+
+    code = "worker_not_found"
+    detail = "No TaskRouter Worker belongs to this caller."
+
+
+class RoomConflict(RequestRefused):
+    """Raised when the room is in progress with settings other than the policy's."""
+
+    status = 409
+    code = "room_conflict"
+    detail = "The room is in progress with other settings than the policy gives it."
+
+
 class HttpsRequired(Forbidden):
     """Raised in production for a token request that did not arrive over HTTPS."""
 

@@ -78,6 +78,8 @@ class AuditRecord:
     credential: str | None = None  # fingerprint of the bearer credential
     grants: tuple[str, ...] = ()
     room: str | None = None
+    room_sid: str | None = None  # a provisioned room's, as Twilio made or found it
+    worker_sid: str | None = None  # the TaskRouter Worker a token acts as
     ttl: int | None = None
     token: str | None = None  # fingerprint of the issued token
     destination: str | None = None  # where a call was to go

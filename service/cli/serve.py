@@ -140,6 +140,12 @@ def serve(
     warning = key_age_warning(configuration.settings, store)
     if warning:
         click.echo(warning, err=True)
+    if configuration.settings.api_base_url and configuration.settings.profile == "production":
+        click.echo(
+            f"warning: TWILIO_API_BASE_URL is set: the broker's REST calls go to "
+            f"{configuration.settings.api_base_url}, not to Twilio (for tests only)",
+            err=True,
+        )
     # prometheus_client reads this variable when first imported: set it before the import.
     try:
         metrics_directory = tempfile.mkdtemp(prefix="token-broker-metrics-")

@@ -65,6 +65,9 @@ SYNC_SID = Variable("TWILIO_SYNC_SERVICE_SID", _optional(parse.sid("IS")), None,
 PUSH_CREDENTIALS: Variable[Mapping[str, str]] = Variable(
     "TWILIO_PUSH_CREDENTIALS", parse.push_credentials, {}
 )
+#: Where the broker's own REST calls go (TaskRouter Workers, Video rooms): an emulator in
+#: tests, with Twilio's paths kept. Unset: Twilio.
+API_BASE_URL = Variable("TWILIO_API_BASE_URL", _optional(parse.http_url), None)
 
 
 def _issuer(value: str) -> str:
@@ -127,6 +130,7 @@ VARIABLES: tuple[Variable[object], ...] = (
     CONVERSATIONS_SID,
     SYNC_SID,
     PUSH_CREDENTIALS,
+    API_BASE_URL,
     OIDC_ISSUER,
     OIDC_AUDIENCE,
     OIDC_CLIENT_IDS,

@@ -17,6 +17,7 @@ from service.base.errors import ConfigurationError
 from service.config import variables as parse
 from service.config.declared import (
     ACCOUNT_SID,
+    API_BASE_URL,
     API_KEY_SECRET,
     API_KEY_SID,
     APPCHECK_APP_IDS,
@@ -135,6 +136,8 @@ class Settings:
     cors_origins: tuple[str, ...]
     metrics_token: str | None = field(repr=False)
     public_url: str | None
+    #: where the broker's own REST calls go (an emulator, in tests); None: Twilio
+    api_base_url: str | None
     bind: str
     dev_dir: Path
     audit_retention_days: int
@@ -194,6 +197,7 @@ class Settings:
             cors_origins=read(CORS_ORIGINS),
             metrics_token=read(METRICS_TOKEN),
             public_url=read(PUBLIC_URL),
+            api_base_url=read(API_BASE_URL),
             bind=read(BIND),
             dev_dir=read(DEV_DIR),
             audit_retention_days=read(AUDIT_RETENTION_DAYS),

@@ -127,7 +127,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     },
                     **{
                         str(status): _problem_response(status)
-                        for status in (400, 401, 403, 405, 408, 413, 415, 429, 500, 503)
+                        for status in (400, 401, 403, 405, 408, 409, 413, 415, 429, 500, 503)
                     },
                 },
             },

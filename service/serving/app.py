@@ -30,8 +30,11 @@ from service.serving.configuration import Configuration, load_configuration
 from service.state import AuditTrail, StateStore, open_store, open_trail
 from service.tokens.issuance import TokenIssuance
 from service.tokens.minting import Minter, Services
+from service.tokens.provision import RoomKeeper
 from service.tokens.request import GRANT_NAMES, MAX_BODY_BYTES
+from service.tokens.resources import PlanResources
 from service.tokens.signing_keys import CHECK_SECONDS, KeyHeartbeat, SigningKeySource
+from service.tokens.workers import WorkerResolver
 from service.voice.calls import VoiceCalls
 from service.voice.signatures import SignatureChecker, WebhookGuard
 
@@ -116,6 +119,24 @@ def _issuance(parts: _Parts, keys: SigningKeySource) -> TokenIssuance:
         revocation_margin=max(
             (provider.leeway_seconds for provider in configuration.providers), default=30
         ),
+        resources=_resources(parts, keys),
+    )
+
+
+def _resources(parts: _Parts, keys: SigningKeySource) -> PlanResources:
+    """Twilio's part of a plan: Workers looked up by friendly name, provisioned rooms.
+    twilio's REST client is loaded only when the policy asks for either."""
+    rules = parts.configuration.policy.tokens.rules
+    by_name = any(rule.task_router and rule.task_router.by_friendly_name for rule in rules)
+    provisions = any(rule.provision for rule in rules)
+    if not by_name and not provisions:
+        return PlanResources(WorkerResolver(None, parts.clock))
+    from service.account.broker_rest import BoundedTwilio, TwilioRooms, TwilioWorkers
+
+    rest = BoundedTwilio(keys.current, parts.configuration.settings.api_base_url)
+    return PlanResources(
+        WorkerResolver(TwilioWorkers(rest) if by_name else None, parts.clock),
+        RoomKeeper(TwilioRooms(rest), parts.store, parts.clock) if provisions else None,
     )
 
 

@@ -264,6 +264,13 @@ class RedisStore(FilteringTrail):
     def report_signing_key(self, instance: str, key_sid: str, at: datetime, seconds: int) -> None:
         self._call("hset", INSTANCES_KEY, instance, f"{key_sid} {at.timestamp() + seconds!r}")
 
+    def remember(self, key: str, value: str, at: datetime, seconds: int) -> None:
+        self._call("set", _tag("memo") + key, value, ex=max(1, seconds))
+
+    def recall(self, key: str, at: datetime) -> str | None:
+        found = self._call("get", _tag("memo") + key)
+        return None if found is None else str(found.decode())
+
     def signing_keys(self, at: datetime) -> dict[str, str]:
         found: dict[str, str] = {}
         for instance, value in self._call("hgetall", INSTANCES_KEY).items():

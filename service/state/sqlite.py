@@ -316,6 +316,7 @@ class SqliteStore(FilteringTrail, FleetRecords):
                 (now - self._retention.revocation_days * _DAY,),
             )
             self._execute("DELETE FROM seen WHERE until < ?", (now,))
+            self._execute("DELETE FROM memos WHERE until < ?", (now,))
             self._execute(
                 "DELETE FROM sign_ins WHERE at < ?",
                 (now - self._retention.revocation_days * _DAY,),

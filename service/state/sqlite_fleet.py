@@ -1,6 +1,6 @@
 """What the fleet remembers in the SQLite store beside switches, budgets and the trail:
-marks first seen (a signing key's age), tallies (account events), and which key each
-live instance signs with (``keys rotate`` waits for them all)."""
+marks first seen (a signing key's age), memos (the rooms it made), tallies (account
+events), and which key each live instance signs with (``keys rotate`` waits for them all)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,18 @@ class FleetRecords(ABC):
             "INSERT OR REPLACE INTO instances (instance, key_sid, until) VALUES (?, ?, ?)",
             (instance, key_sid, at.timestamp() + seconds),
         )
+
+    def remember(self, key: str, value: str, at: datetime, seconds: int) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO memos (key, value, until) VALUES (?, ?, ?)",
+            (key, value, at.timestamp() + seconds),
+        )
+
+    def recall(self, key: str, at: datetime) -> str | None:
+        rows = self._execute(
+            "SELECT value FROM memos WHERE key = ? AND until > ?", (key, at.timestamp())
+        )
+        return str(rows[0][0]) if rows else None
 
     def signing_keys(self, at: datetime) -> dict[str, str]:
         now = at.timestamp()

@@ -1,5 +1,5 @@
 """The embedded store's tables (``sqlite``): switches, revocations, the trail, replays,
-sign-ins and sessions, marks first seen, tallies, and refusals counted by the minute."""
+sign-ins and sessions, marks first seen, memos, tallies, and refusals counted by the minute."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS controls (
@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS marks (mark TEXT PRIMARY KEY, first_seen REAL NOT NUL
 CREATE TABLE IF NOT EXISTS instances (
     instance TEXT PRIMARY KEY, key_sid TEXT NOT NULL, until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS memos (key TEXT PRIMARY KEY, value TEXT NOT NULL, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tallies (
     tally TEXT NOT NULL, key TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (tally, key)
 );

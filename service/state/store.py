@@ -167,6 +167,14 @@ class StateStore(AuditTrail, Protocol):
         """``instance`` signs with ``key_sid`` (a heartbeat, forgotten after ``seconds``)."""
         ...
 
+    def remember(self, key: str, value: str, at: datetime, seconds: int) -> None:
+        """Keep ``value`` under ``key`` for the fleet, for ``seconds`` (a room it made)."""
+        ...
+
+    def recall(self, key: str, at: datetime) -> str | None:
+        """What ``remember`` keeps under ``key``, while it holds; else None."""
+        ...
+
     def signing_keys(self, at: datetime) -> dict[str, str]:
         """Which key each live instance signs with (``keys rotate`` waits for them)."""
         ...

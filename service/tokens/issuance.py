@@ -10,7 +10,7 @@ is stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.base.addresses import address_key
 from service.base.errors import (
@@ -38,6 +38,8 @@ from service.tokens.identities import for_tokens
 from service.tokens.minting import IssuedToken, Minter, token_fingerprint
 from service.tokens.policy import Allowed, DenialCode, Plan, TokenPolicy
 from service.tokens.request import TokenRequest, parse_token_request
+from service.tokens.resources import PlanResources
+from service.tokens.workers import WorkerResolver
 
 #: A sign-in this close after a revocation is taken to be before it (the provider's clock).
 REVOCATION_MARGIN_SECONDS = 30
@@ -73,6 +75,7 @@ class TokenIssuance(HealthViews):
         app_check: AppCheck | None = None,
         ipv6_prefix: int = 64,
         revocation_margin: int = REVOCATION_MARGIN_SECONDS,
+        resources: PlanResources | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
@@ -86,6 +89,8 @@ class TokenIssuance(HealthViews):
         self._recorder = recorder
         self._ipv6_prefix = ipv6_prefix
         self._revocation_margin = revocation_margin
+        #: Twilio's part of a plan: a TaskRouter Worker, a provisioned room
+        self._resources = resources or PlanResources(WorkerResolver(None, recorder.now))
 
     def __repr__(self) -> str:
         return "TokenIssuance()"
@@ -134,10 +139,14 @@ class TokenIssuance(HealthViews):
         )
         if not isinstance(decision, Allowed):
             raise _DENIALS[decision.code](decision.reason)
-        plan = decision.plan
-        self._attest(plan, context)
+        self._attest(decision.plan, context)
+        plan, room_sid = self._resources.complete(decision.plan, caller)
         token = self._minter.mint(plan, self._recorder.now())
-        record = self._issued_record(caller, request, token, context)
+        record = replace(
+            self._issued_record(caller, request, token, context),
+            room_sid=room_sid,
+            worker_sid=plan.task_router.worker_sid if plan.task_router else None,
+        )
         line = record.to_json()
         outcome = self._store.admit(self._admission(caller, plan, context, token, line))
         self._recorder.paused(isinstance(outcome, Refused) and outcome.scope == "all")

@@ -210,6 +210,14 @@ class Minter:
             if services.sync_service_sid:
                 sync["service_sid"] = services.sync_service_sid
             grants["data_sync"] = sync
+        if plan.task_router is not None:
+            if plan.task_router.worker_sid is None:
+                raise MintingError("a task_router grant needs the caller's Worker")
+            grants["task_router"] = {
+                "workspace_sid": plan.task_router.rule.workspace_sid,
+                "worker_sid": plan.task_router.worker_sid,
+                "role": "worker",
+            }
         grants["identity"] = plan.identity
         return grants
 

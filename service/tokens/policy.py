@@ -19,6 +19,7 @@ from typing import Literal
 from service.base.tables import TableReader
 from service.callers.claims import CLAIM_NAME
 from service.tokens.format import identity_problem
+from service.tokens.provision import Provision
 from service.tokens.request import TokenRequest
 from service.tokens.rules import (
     ATTESTATIONS,
@@ -28,6 +29,7 @@ from service.tokens.rules import (
     parse_rules,
     parse_ttl,
 )
+from service.tokens.workers import TaskRouterRule
 
 DenialCode = Literal["grant_not_allowed", "room_not_allowed", "invalid_ttl"]
 TABLES = frozenset({"tokens", "identity", "rules"})
@@ -36,6 +38,8 @@ TABLES = frozenset({"tokens", "identity", "rules"})
 @dataclass(frozen=True)
 class VideoPlan:
     room: str
+    #: the settings the room is made with before the token (None: Twilio's ad-hoc room)
+    provision: Provision | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,14 @@ class ChatPlan:
 
 
 @dataclass(frozen=True)
+class TaskRouterPlan:
+    """The workspace, and the caller's Worker (found after the decision: ``worker_sid``)."""
+
+    rule: TaskRouterRule
+    worker_sid: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """What may be minted: already checked against policy."""
 
@@ -62,6 +74,7 @@ class Plan:
     sync: bool = False
     #: what the app must show for these grants: the strictest of the rules that give them
     attestation: Attestation = "none"
+    task_router: TaskRouterPlan | None = None
 
     @property
     def grant_names(self) -> tuple[str, ...]:
@@ -70,6 +83,7 @@ class Plan:
             ("voice", self.voice is not None),
             ("chat", self.chat is not None),
             ("sync", self.sync),
+            ("task_router", self.task_router is not None),
         )
         return tuple(name for name, given in present if given)
 
@@ -139,6 +153,7 @@ class TokenPolicy:
             voice = _voice(request, matched, needs)
             chat = _chat(request, matched, needs)
             _sync(request, matched, needs)
+            task_router = _task_router(request, matched, needs)
             ttl = self._ttl(request, needs.caps)
         except _Refusal as refusal:
             return refusal.denied
@@ -150,6 +165,7 @@ class TokenPolicy:
             chat=chat,
             sync=request.sync,
             attestation=needs.attestation,
+            task_router=task_router,
         )
         return Allowed(plan)
 
@@ -192,7 +208,9 @@ def _video(
     if not fitting:
         raise _Refusal("room_not_allowed", "room matches no allowed pattern")
     needs.add(fitting)
-    return VideoPlan(room=room)
+    # The first fitting rule that provisions its rooms decides how (rule order).
+    provision = next((rule.provision for rule in fitting if rule.provision), None)
+    return VideoPlan(room=room, provision=provision)
 
 
 def _voice(request: TokenRequest, matched: Sequence[Rule], needs: _Needs) -> VoicePlan | None:
@@ -236,6 +254,19 @@ def _sync(request: TokenRequest, matched: Sequence[Rule], needs: _Needs) -> None
     if not givers:
         raise _Refusal("grant_not_allowed", "no rule gives sync")
     needs.add(givers)
+
+
+def _task_router(
+    request: TokenRequest, matched: Sequence[Rule], needs: _Needs
+) -> TaskRouterPlan | None:
+    if not request.task_router:
+        return None
+    givers = [rule for rule in matched if rule.task_router is not None]
+    given = [rule.task_router for rule in givers if rule.task_router is not None]
+    if not given:
+        raise _Refusal("grant_not_allowed", "no rule gives task_router")
+    needs.add(givers)
+    return TaskRouterPlan(given[0])  # the first rule that gives it, in rule order
 
 
 def parse_token_policy(reader: TableReader, document: Mapping[str, object]) -> TokenPolicy:

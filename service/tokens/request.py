@@ -16,7 +16,7 @@ from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL, room_is_acceptable
 
 MAX_BODY_BYTES = 4096
 MAX_PUSH_NAME_LENGTH = 32
-GRANT_NAMES = ("video", "voice", "chat", "sync")
+GRANT_NAMES = ("video", "voice", "chat", "sync", "task_router")
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,18 @@ class TokenRequest:
     ttl: int | None = None
     #: Only a server-to-server caller may name an identity; others are refused later.
     identity: str | None = None
+    #: A TaskRouter Worker token: which Worker is the policy's question, never the caller's
+    task_router: bool = False
 
     @property
     def grant_names(self) -> tuple[str, ...]:
-        present = (self.video, self.voice, self.chat, True if self.sync else None)
+        present = (
+            self.video,
+            self.voice,
+            self.chat,
+            True if self.sync else None,
+            True if self.task_router else None,
+        )
         return tuple(name for name, value in zip(GRANT_NAMES, present, strict=True) if value)
 
     @property
@@ -117,6 +125,7 @@ def parse_token_request(body: bytes) -> TokenRequest:
         voice=_voice(grants["voice"]) if "voice" in grants else None,
         chat=_chat(grants["chat"]) if "chat" in grants else None,
         sync=_sync(grants["sync"]) if "sync" in grants else False,
+        task_router=_task_router(grants["task_router"]) if "task_router" in grants else False,
         ttl=_ttl(document["ttl"]) if "ttl" in document else None,
         identity=_identity(document["identity"]) if "identity" in document else None,
     )
@@ -182,6 +191,12 @@ def _chat(value: object) -> ChatRequest:
 
 def _sync(value: object) -> bool:
     _members(value, "sync", ())
+    return True
+
+
+def _task_router(value: object) -> bool:
+    # No fields: a workspace, a Worker or a role named by the caller is an unknown field.
+    _members(value, "task_router", ())
     return True
 
 

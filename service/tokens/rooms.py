@@ -143,7 +143,7 @@ def parse_rooms(
     if "video" not in table:
         return None
     video = reader.table(table["video"], f"{where}.video")
-    reader.known_keys(video, {"rooms"}, f"{where}.video")
+    reader.known_keys(video, {"rooms", "provision"}, f"{where}.video")
     value = video.get("rooms")
     if not isinstance(value, list) or not value:
         reader.problem(f"{where}.video.rooms must be a non-empty list of room patterns")

@@ -15,7 +15,9 @@ from service.base.patterns import glob_match
 from service.base.tables import TableReader, is_string_list
 from service.callers.claims import claim_value
 from service.tokens.format import MIN_TTL, TWILIO_MAX_TTL
+from service.tokens.provision import Provision, parse_provision
 from service.tokens.rooms import RoomPattern, parse_rooms
+from service.tokens.workers import TaskRouterRule, parse_task_router
 
 Claims = Mapping[str, object]
 #: What a rule asks of the app for the grants it gives: nothing, a valid Firebase App
@@ -46,6 +48,10 @@ class Rule:
     match_scopes: tuple[str, ...] = ()
     #: what the grants of this rule need of the app (Firebase App Check)
     attestation: Attestation = "none"
+    #: the TaskRouter workspace and how the caller's Worker is found
+    task_router: TaskRouterRule | None = None
+    #: the settings its rooms are created with before a token is issued
+    provision: Provision | None = None
 
     def applies_to(self, claims: Claims, identity: str, client_key: str | None) -> bool:
         """App users are matched by claims and scopes; a client-key caller by its name and
@@ -100,7 +106,8 @@ def parse_rules(reader: TableReader, value: object, max_ttl: int) -> tuple[Rule,
 def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
     where = f"rules[{index}]"
     table = reader.table(raw, where)
-    allowed = {"name", "match", "video", "voice", "chat", "sync", "max_ttl", "attestation"}
+    allowed = {"name", "match", "video", "voice", "chat", "sync", "task_router"}
+    allowed |= {"max_ttl", "attestation"}
     reader.known_keys(table, allowed, where)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -111,6 +118,7 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
     reader.known_keys(match, {"claims", "scopes", "clients", "identities"}, f"{where}.match")
     clients, identities = _clients(reader, match, where)
     incoming, outgoing = _voice(reader, table, where)
+    video = table.get("video")
     return Rule(
         name=name,
         match_claims=_match_claims(reader, match, where),
@@ -128,6 +136,8 @@ def _rule(reader: TableReader, raw: object, index: int, max_ttl: int) -> Rule:
         sync=reader.flag(table.get("sync", False), f"{where}.sync"),
         max_ttl=_rule_max_ttl(reader, table, where, max_ttl),
         attestation=_attestation(reader, table, where),
+        task_router=parse_task_router(reader, table, where),
+        provision=parse_provision(reader, video, where) if isinstance(video, dict) else None,
     )
 
 
