@@ -1,5 +1,6 @@
 """A local emulator of Twilio's REST API: 2010-04-01 Keys, Usage Records and Usage
-Triggers, Voice Dialing Permissions (v1) and Monitor Events (v1).
+Triggers, Voice Dialing Permissions (v1), Monitor Events (v1), TaskRouter Workers (v1)
+and Video Rooms (v1: create, fetch by SID or unique name; 53113 for a room that exists).
 
 It speaks the wire format twilio-python expects (twilio-oai's shapes: list keys, paging
 by ``PageSize`` with ``meta.next_page_url`` or ``next_page_uri``, error bodies with
@@ -15,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from werkzeug.test import TestResponse
 
 from tests import support
 
@@ -39,6 +42,43 @@ def _basic(user: str, password: str) -> str:
 
 #: An answer given instead of a request's own: status, body, headers, seconds of delay.
 Fault = tuple[int, dict[str, Any] | None, dict[str, str], float]
+NOT_FOUND = {"code": 20404, "message": "The requested resource was not found", "status": 404}
+#: Twilio failing, as the broker's own REST calls meet it, and the Retry-After its 503 says.
+FAILURES: dict[str, tuple[Fault, str]] = {
+    "throttled": (
+        (
+            429,
+            {"code": 20429, "message": "Too Many Requests", "status": 429},
+            {"Retry-After": "17"},
+            0.0,
+        ),
+        "17",
+    ),
+    "failing": (
+        (503, {"code": 20500, "message": "Service Unavailable", "status": 503}, {}, 0.0),
+        "5",
+    ),
+    "refusing": ((401, {"code": 20003, "message": "Authenticate", "status": 401}, {}, 0.0), "5"),
+    # slow: the token request's deadline (3 s) ends it
+    "slow": ((200, {}, {}, 6.0), "5"),
+}
+
+
+def failed_within_deadline(
+    twilio: FakeTwilio, failure: str, ask: Callable[[], TestResponse]
+) -> TestResponse:
+    """Twilio fails as ``failure`` says while ``ask()`` runs: the answer is 503
+    ``unavailable`` with the Retry-After that failure calls for, within the request's
+    3-second deadline (and a margin), and Twilio was asked once."""
+    fault, retry_after = FAILURES[failure]
+    twilio.faults.append(fault)
+    started = time.monotonic()
+    answer = ask()
+    assert time.monotonic() - started < 5
+    support.assert_problem(answer, 503, "unavailable")
+    assert answer.headers["Retry-After"] == retry_after
+    assert len(twilio.requests) == 1  # never retried: no storm
+    return answer
 
 
 @dataclass
@@ -55,6 +95,19 @@ class FakeTwilio:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: answers given instead of the next requests'
     faults: list[Fault] = field(default_factory=list)
+    #: TaskRouter Workers of every workspace (``sid``, ``friendly_name``, ``workspace_sid``)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    #: Video rooms by unique name, the wire format's fields
+    rooms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: how long a Worker lookup or a room's creation takes (seconds): room for
+    #: concurrent requests to meet
+    work_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, request: str) -> int:
+        """How many requests started with ``request`` (``"POST /v1/Rooms"``)."""
+        return sum(1 for line in self.requests if line.startswith(request))
+
     spend: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
             "Today": {"calls": "60.00", "sms": "1.00"},
@@ -79,6 +132,12 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
             presented = self.headers.get("Authorization")
             if presented == _basic(ADMIN_SID, ADMIN_TOKEN):
                 return True
+            if presented == _basic(support.API_KEY_SID, support.API_KEY_SECRET):
+                path = self.path.split("?")[0]
+                if path.startswith(("/v1/Workspaces/", "/v1/Rooms")):
+                    return True  # the broker's own Standard key: TaskRouter and Video
+                self._json(403, {"code": 20403, "message": "Forbidden", "status": 403})
+                return False
             if presented == _basic(MONITOR_KEY_SID, MONITOR_KEY_SECRET):
                 if self.path.split("?")[0] == "/v1/Events" and self.command == "GET":
                     return True  # a restricted key: it may read events, nothing else
@@ -150,11 +209,66 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
                 if since is None or datetime.fromisoformat(event["event_date"]) >= since
             ]
 
+        def _workers(self, workspace: str) -> list[dict[str, Any]]:
+            query = parse_qs(urlsplit(self.path).query)
+            name = query.get("FriendlyName", [None])[0]
+            return [
+                {"account_sid": ADMIN_SID, "available": True, "attributes": "{}", **worker}
+                for worker in state.workers
+                if worker["workspace_sid"] == workspace
+                and (name is None or worker["friendly_name"] == name)
+            ]
+
+        def _room_created(self, form: dict[str, list[str]]) -> None:
+            value = {key: values[0] for key, values in form.items()}
+            name = value["UniqueName"]
+            # Not a wait in a test: creating a room takes Twilio a while, and concurrent
+            # requests must meet in that while.
+            time.sleep(state.work_seconds)
+            with state.lock:
+                if name in state.rooms and state.rooms[name]["status"] == "in-progress":
+                    self._json(400, {"code": 53113, "message": "Room exists", "status": 400})
+                    return
+                sid = "RM" + os.urandom(16).hex()
+                state.rooms[name] = {
+                    "sid": sid,
+                    "account_sid": ADMIN_SID,
+                    "unique_name": name,
+                    "status": "in-progress",
+                    "type": value.get("Type", "group"),
+                    "max_participants": int(value.get("MaxParticipants", "50")),
+                    "max_participant_duration": int(value.get("MaxParticipantDuration", "14400")),
+                    "empty_room_timeout": int(value.get("EmptyRoomTimeout", "5")),
+                    "unused_room_timeout": int(value.get("UnusedRoomTimeout", "5")),
+                    "record_participants_on_connect": value.get("RecordParticipantsOnConnect")
+                    == "true",
+                    "url": f"{state.url}/v1/Rooms/{sid}",
+                }
+            self._json(201, state.rooms[name])
+
+        def _room(self, key: str) -> None:
+            found = [
+                room
+                for room in state.rooms.values()
+                if room["status"] == "in-progress" and key in (room["sid"], room["unique_name"])
+            ]
+            if not found:
+                self._json(404, NOT_FOUND)
+                return
+            self._json(200, found[0])
+
         def do_GET(self) -> None:  # the name http.server dispatches to
             state.requests.append(f"GET {self.path}")
             if self._faulted() or not self._authorized():
                 return
             path = self.path.split("?")[0]
+            if path.startswith("/v1/Workspaces/") and path.endswith("/Workers"):
+                time.sleep(state.work_seconds)  # as for rooms: a lookup takes a while
+                self._v1_page("workers", self._workers(path.split("/")[3]))
+                return
+            if path.startswith("/v1/Rooms/"):
+                self._room(path.removeprefix("/v1/Rooms/"))
+                return
             if path == "/v1/DialingPermissions/Countries":
                 self._v1_page("content", state.countries)
                 return
@@ -222,6 +336,9 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
             if self._faulted() or not self._authorized():
                 return
             form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            if self.path == "/v1/Rooms":
+                self._room_created(form)
+                return
             if self.path.endswith("/Usage/Triggers.json"):
                 trigger = {key: values[0] for key, values in form.items()}
                 trigger["callback_url"] = trigger.get("CallbackUrl", "")
@@ -246,14 +363,7 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
                 return
             sid = self.path.rsplit("/", 1)[-1].removesuffix(".json")
             if state.keys.pop(sid, None) is None:
-                self._json(
-                    404,
-                    {
-                        "code": 20404,
-                        "message": "The requested resource was not found",
-                        "status": 404,
-                    },
-                )
+                self._json(404, NOT_FOUND)
                 return
             self._json(204, None)
 

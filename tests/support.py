@@ -748,3 +748,26 @@ def required_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed; CI must install it (.ci/run)")
         pytest.skip(f"{name} is not installed")  # only outside CI: CI fails above
     return found
+
+
+def concurrently(
+    client: Any, body: Any, bearer: str, issued: set[str], count: int = 20
+) -> list[int]:
+    """POST /v1/tokens ``count`` times at once (threads, each its own test client of
+    ``client``'s app); the statuses. Issued tokens go into ``issued`` (leak checks)."""
+    statuses: list[int] = []
+
+    def ask() -> None:
+        answer = client.application.test_client().post(
+            "/v1/tokens", json=body, headers={"Authorization": f"Bearer {bearer}"}
+        )
+        if answer.status_code == 200:
+            issued.add(answer.get_json()["token"])
+        statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return statuses

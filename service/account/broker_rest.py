@@ -63,7 +63,7 @@ class BoundedTwilio:
     def call(self, action: Callable[[Any], T], deadline: float) -> T:
         """``action(client)`` within ``deadline`` (``time.monotonic()``); 503 if not."""
         from requests import RequestException
-        from twilio.base.exceptions import TwilioRestException
+        from twilio.base.exceptions import TwilioException, TwilioRestException
 
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Unavailable("too many requests to Twilio at once", dependency="twilio")
@@ -73,6 +73,8 @@ class BoundedTwilio:
         except TwilioRestException as error:
             message = " ".join(str(error.msg or "").split())[:200]
             raise TwilioRefused(int(error.status), error.code, message) from None
+        except TwilioException:  # a list page refused: its status is in the message only
+            raise Unavailable("Twilio refused a list request", dependency="twilio") from None
         except RequestException as error:
             raise Unavailable(
                 f"Twilio cannot be reached ({type(error).__name__})", dependency="twilio"

@@ -7,7 +7,7 @@ from typing import Any
 from service.base.errors import error_codes
 from service.callers.attestation import HEADER as APP_CHECK_HEADER
 from service.tokens.format import MAX_ROOM_LENGTH, MIN_TTL, TWILIO_MAX_TTL
-from service.tokens.request import MAX_BODY_BYTES
+from service.tokens.request import GRANT_NAMES, MAX_BODY_BYTES
 
 ERROR_CODES = error_codes()
 
@@ -227,6 +227,10 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         "properties": {
                             "video": {
                                 **_STRICT_OBJECT,
+                                "description": "A room the policy allows. A rule with "
+                                "provision makes sure the room is in progress with its limits "
+                                "before the token (409 room_conflict: it is in progress with "
+                                "other settings; 503 unavailable: Twilio cannot say).",
                                 "required": ["room"],
                                 "properties": {
                                     "room": {
@@ -246,6 +250,15 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                             },
                             "chat": {**_STRICT_OBJECT, "properties": {"push": _PUSH}},
                             "sync": {**_STRICT_OBJECT, "properties": {}},
+                            "task_router": {
+                                **_STRICT_OBJECT,
+                                "properties": {},
+                                "description": "A TaskRouter Worker token: the policy's "
+                                "workspace and the caller's own Worker (from a claim, or the "
+                                "Worker named as the caller's identity), role worker. Nothing "
+                                "here names a Worker: 403 worker_not_found when the caller "
+                                "has none.",
+                            },
                         },
                     },
                     "ttl": {"type": "integer", "minimum": MIN_TTL, "maximum": TWILIO_MAX_TTL},
@@ -267,7 +280,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     "ttl": {"type": "integer"},
                     "grants": {
                         "type": "array",
-                        "items": {"enum": ["video", "voice", "chat", "sync"]},
+                        "items": {"enum": list(GRANT_NAMES)},
                     },
                 },
             },

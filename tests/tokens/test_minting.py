@@ -8,14 +8,23 @@ from typing import Any
 import jwt
 import pytest
 from twilio.jwt.access_token import AccessToken
-from twilio.jwt.access_token.grants import ChatGrant, SyncGrant, VideoGrant, VoiceGrant
+from twilio.jwt.access_token.grants import (
+    ChatGrant,
+    SyncGrant,
+    TaskRouterGrant,
+    VideoGrant,
+    VoiceGrant,
+)
 
 from service.base.errors import MintingError
 from service.tokens.minting import Minter, Services, SigningKey
-from service.tokens.policy import ChatPlan, Plan, VideoPlan, VoicePlan
+from service.tokens.policy import ChatPlan, Plan, TaskRouterPlan, VideoPlan, VoicePlan
+from service.tokens.workers import TaskRouterRule
 from tests import support
 
 NOW = support.NOW
+WORKSPACE, WORKER = "WS" + "a" * 32, "WK" + "b" * 32
+AGENT = TaskRouterPlan(TaskRouterRule(WORKSPACE, None), WORKER)
 
 
 SERVICES = Services(
@@ -51,6 +60,17 @@ CASES: dict[str, tuple[dict[str, Any], list[Any]]] = {
         [ChatGrant(service_sid=support.CONVERSATIONS_SID, push_credential_sid=support.FCM_SID)],
     ),
     "sync": ({"sync": True}, [SyncGrant(service_sid=support.SYNC_SID)]),
+    "task_router worker": (
+        {"task_router": AGENT},
+        [TaskRouterGrant(workspace_sid=WORKSPACE, worker_sid=WORKER, role="worker")],
+    ),
+    "task_router with voice": (
+        {"voice": VoicePlan(True, False, None), "task_router": AGENT},
+        [
+            VoiceGrant(incoming_allow=True),
+            TaskRouterGrant(workspace_sid=WORKSPACE, worker_sid=WORKER, role="worker"),
+        ],
+    ),
     "all four": (
         {
             "video": VideoPlan("r1"),
@@ -132,6 +152,7 @@ def test_region_header(monkeypatch: pytest.MonkeyPatch) -> None:
         (Plan("alice", 86401, video=VideoPlan("x")), "ttl"),
         (Plan("alice", 59, video=VideoPlan("x")), "ttl"),
         (Plan("alice", 600), "grant"),
+        (Plan("alice", 600, task_router=TaskRouterPlan(AGENT.rule)), "Worker"),
     ],
 )
 def test_minting_refuses_what_twilio_would(plan: Plan, message: str) -> None:
