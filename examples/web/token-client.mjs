@@ -106,6 +106,14 @@ export function wireConversationsClient(client, tokens) {
   client.on("tokenExpired", update);
 }
 
+// TaskRouter JS SDK (twilio-taskrouter): an agent's Worker emits `tokenExpired` and takes
+// a new token with `updateToken`. Ask the broker for `{ task_router: {} }`: the Worker is
+// the one the broker's policy gives this signed-in agent, never one the app names.
+export function wireTaskRouterWorker(worker, tokens) {
+  worker.on("tokenExpired", async () => worker.updateToken((await tokens.refresh()).token));
+  tokens.onToken((fresh) => worker.updateToken(fresh.token));
+}
+
 // Twilio Video JS SDK: the token is used when connecting to a room; connect with a
 // fresh one (reconnects after a network change reuse the room's session).
 export async function connectToRoom(connect, tokens, roomName, options = {}) {

@@ -15,6 +15,7 @@ import jwt
 
 from service.tokens.format import TWILIO_MAX_TTL, identity_problem
 from service.tokens.minting import ACCESS_TOKEN_CONTENT_TYPE, SigningKey
+from service.tokens.workers import WORKER_SID, WORKSPACE_SID
 
 TWILIO_ERRORS = {
     20101: "Invalid Access Token",
@@ -149,6 +150,26 @@ def _grant_findings(claims: dict[str, Any]) -> list[Finding]:
     video = grants.get("video")
     if isinstance(video, dict) and not video.get("room"):
         findings.append(Finding(20106, "video grant without a room opens every room"))
+    if "task_router" in grants:
+        findings += _task_router_findings(grants["task_router"])
+    return findings
+
+
+def _task_router_findings(grant: object) -> list[Finding]:
+    """What the TaskRouter SDK needs of a Worker's grant: the workspace, the Worker, and
+    the role ``worker``."""
+    if not isinstance(grant, dict):
+        return [Finding(20106, "task_router grant is not an object")]
+    findings = []
+    if not isinstance(grant.get("workspace_sid"), str) or not WORKSPACE_SID.fullmatch(
+        grant["workspace_sid"]
+    ):
+        findings.append(Finding(20106, "task_router grant without a Workspace SID (WS...)"))
+    worker = grant.get("worker_sid")
+    if not isinstance(worker, str) or not WORKER_SID.fullmatch(worker):
+        findings.append(Finding(20106, "task_router grant without a Worker SID (WK...)"))
+    if grant.get("role") != "worker":
+        findings.append(Finding(20106, "task_router grant's role is not worker"))
     return findings
 
 

@@ -7,8 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -198,3 +202,82 @@ match = { claims = { roles = "agent" } }
 voice = { incoming = true }
 attestation = "required"
 """
+
+
+WORKSPACE, WORKER = "WS" + "a" * 32, "WK" + "b" * 32
+TASK_ROUTER_RULE = f"""
+[[rules]]
+name = "agents-desk"
+match = {{ claims = {{ desk = "support" }} }}
+task_router = {{ workspace = "{WORKSPACE}", worker = "claim:worker_sid" }}
+"""
+
+
+def test_a_taskrouter_worker_connects_with_a_broker_token(
+    node: str,
+    environ: dict[str, str],
+    tmp_path: Path,
+    caller_token: Callable[..., str],
+    leaks: LeakWatch,
+) -> None:
+    """The TaskRouter JS SDK (twilio-taskrouter, pinned) takes a broker token: its own
+    reading of the token finds the policy's workspace and the agent's Worker, and its
+    Worker connects to the event bridge it is given (a loopback stand-in), not Twilio."""
+    policy = tmp_path / "agents.toml"
+    policy.write_text(support.POLICY + TASK_ROUTER_RULE)
+    server = support.start_broker({**environ, "BROKER_POLICY_FILE": str(policy)}, tmp_path)
+    node_dir = ROOT / "tests" / "e2e" / "node"
+    run = Path(tempfile.mkdtemp(dir=node_dir))  # node_modules of the e2e tests are found
+    with event_bridge() as (bridge_url, asked):
+        try:
+            for example in ("taskrouter-worker.mjs", "token-client.mjs"):
+                shutil.copy(ROOT / "examples" / "web" / example, run / example)
+            result = subprocess.run(
+                [node, str(run / "taskrouter-worker.mjs")],
+                env={
+                    **os.environ,
+                    "BROKER_URL": server.url,
+                    "SESSION_TOKEN": caller_token(desk="support", worker_sid=WORKER),
+                    "TASKROUTER_EVENT_BRIDGE": bridge_url,
+                    "EXIT_AFTER_MS": "1500",
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            shutil.rmtree(run, ignore_errors=True)
+            support.stop_broker(server)
+        assert result.returncode == 0, result.stdout + result.stderr
+        read = json.loads(result.stdout.splitlines()[0])
+        assert read == {"workspaceSid": WORKSPACE, "workerSid": WORKER, "role": "worker"}
+        assert asked, "the Worker never tried to connect"  # to the stand-in, not to Twilio
+        assert all(path.startswith("/v1/wschannels") for path in asked)
+    leaks.check_text(result.stdout + result.stderr)
+
+
+@contextmanager
+def event_bridge() -> Iterator[tuple[str, list[str]]]:
+    """A stand-in for TaskRouter's event bridge on loopback: records what the SDK asks
+    (any method) and answers 503, so the Worker never gets further than asking."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _refuse(self) -> None:
+            asked.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_OPTIONS = _refuse  # noqa: N815  # http.server's names
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
