@@ -37,6 +37,7 @@ test: lint $(NODE_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/tokens.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/rooms.py
 
 check-config: $(STAMP)
 	$(BIN)/token-broker check-config
