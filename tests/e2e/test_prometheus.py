@@ -71,14 +71,20 @@ def start_prometheus(directory: Path, targets: list[str]) -> tuple[str, subproce
 
 
 @pytest.fixture(scope="module")
-def monitored(
-    keys: support.Keys,
-    redis_server: support.RedisServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Monitored]:
-    if redis_server.process is None:
-        redis_server.start()
+def monitored(keys: support.Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     directory = tmp_path_factory.mktemp("prometheus")
+    # A Redis of its own: what other modules leave in the shared one (a pause) stays there.
+    redis = support.RedisServer(support.free_port(), str(directory))
+    redis.start()
+    try:
+        yield from _monitored(keys, redis, directory)
+    finally:
+        redis.stop()
+
+
+def _monitored(
+    keys: support.Keys, redis_server: support.RedisServer, directory: Path
+) -> Iterator[Monitored]:
     policy = directory / "policy.toml"
     policy.write_text(support.POLICY)
     with support.serve_jwks(keys.jwks()) as jwks:
