@@ -590,10 +590,15 @@ class BrokerProcess:
 
 
 def start_broker(
-    env: dict[str, str], cwd: Path, *extra: str, context: ssl.SSLContext | None = None
+    env: dict[str, str],
+    cwd: Path,
+    *extra: str,
+    context: ssl.SSLContext | None = None,
+    port: int | None = None,
 ) -> BrokerProcess:
-    """Start ``token-broker serve``; with ``context``, it serves HTTPS (give --certfile)."""
-    port = free_port()
+    """Start ``token-broker serve`` (on ``port``, else a free one); with ``context``, it
+    serves HTTPS (give --certfile)."""
+    port = port or free_port()
     log = cwd / f"server-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -97,11 +97,12 @@ def _monitored(
         redis = support.start_broker(environments["redis"], directory, "--workers", "2")
         targets = [broker.url.removeprefix("http://") for broker in (sqlite, redis)]
         url, prometheus = start_prometheus(directory, targets)
+        found = Monitored(url, sqlite, redis, environments)
         try:
-            yield Monitored(url, sqlite, redis, environments)
+            yield found
         finally:
             support.stop_process(prometheus)
-            for broker in (sqlite, redis):
+            for broker in (found.sqlite, found.redis):  # a test may have replaced one
                 support.stop_broker(broker)
 
 
@@ -203,18 +204,27 @@ def test_paused_goes_pending_and_clears_on_resume(monitored: Monitored) -> None:
     )
 
 
-def test_down_goes_pending_when_a_broker_stops(monitored: Monitored) -> None:
+def test_down_goes_pending_when_a_broker_stops_and_clears_when_it_is_back(
+    monitored: Monitored, tmp_path: Path
+) -> None:
     assert alert_states(monitored.prometheus, "TokenBrokerDown") == set()
-    support.stop_broker(monitored.sqlite)
+    stopped = monitored.sqlite
+    support.stop_broker(stopped)
     assert support.eventually(
         lambda: "pending" in alert_states(monitored.prometheus, "TokenBrokerDown"),
         within=DEADLINE_SECONDS,
     )
+    alerts = requests.get(f"{monitored.prometheus}/api/v1/alerts", timeout=10).json()
     instances = {
         alert["labels"]["instance"]
-        for alert in requests.get(f"{monitored.prometheus}/api/v1/alerts", timeout=10).json()[
-            "data"
-        ]["alerts"]
+        for alert in alerts["data"]["alerts"]
         if alert["labels"]["alertname"] == "TokenBrokerDown"
     }
-    assert instances == {monitored.sqlite.url.removeprefix("http://")}
+    assert instances == {stopped.url.removeprefix("http://")}
+    # Back on the same address: Prometheus scrapes it again and the alert clears.
+    port = int(stopped.url.rsplit(":", 1)[1])
+    monitored.sqlite = support.start_broker(monitored.environments["sqlite"], tmp_path, port=port)
+    assert support.eventually(
+        lambda: alert_states(monitored.prometheus, "TokenBrokerDown") == set(),
+        within=DEADLINE_SECONDS,
+    )
