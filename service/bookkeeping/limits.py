@@ -26,8 +26,12 @@ DENIALS = "denials_per_identity"
 #: before further ones are 429: probing what the policy allows is not free.
 DEFAULT_DENIALS = "20/minute;200/day"
 CALLS = "calls_per_identity"
+#: Requests of one identity that make the broker call Twilio's REST API (a Worker looked
+#: up, a room created): spent only when a call is made, never for a known Worker or room.
+TWILIO_CALLS = "twilio_calls_per_identity"
+DEFAULT_TWILIO_CALLS = "10/minute;200/day"
 SPENDING_BUDGETS = ("per_identity", "per_client", "per_ip", "global")
-LIMIT_KEYS = (*SPENDING_BUDGETS, AUTH_FAILURES, DENIALS)
+LIMIT_KEYS = (*SPENDING_BUDGETS, AUTH_FAILURES, DENIALS, TWILIO_CALLS)
 MAX_VOICE_OUTGOING_COST = 1000
 
 
@@ -93,6 +97,10 @@ class Budgets:
         """What a refusal of a verified caller (a 403) spends: its identity's denials."""
         return self._one(DENIALS, f"identity:{identity}")
 
+    def twilio_call_spends(self, identity: str) -> tuple[Spend, ...]:
+        """What a request that makes the broker call Twilio's REST API spends."""
+        return self._one(TWILIO_CALLS, f"identity:{identity}")
+
     def call_spends(self, identity: str) -> tuple[Spend, ...]:
         """What a call placed by ``identity`` spends."""
         return self._one(CALLS, f"identity:{identity}")
@@ -113,7 +121,7 @@ def parse_budgets(reader: TableReader, value: object) -> Budgets:
         high=MAX_VOICE_OUTGOING_COST,
         default=1,
     )
-    budgets: dict[str, str] = {DENIALS: DEFAULT_DENIALS}
+    budgets: dict[str, str] = {DENIALS: DEFAULT_DENIALS, TWILIO_CALLS: DEFAULT_TWILIO_CALLS}
     for key in LIMIT_KEYS:
         if key not in table:
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 
 from service.base.addresses import address_key
 from service.base.errors import (
@@ -140,7 +141,9 @@ class TokenIssuance(HealthViews):
         if not isinstance(decision, Allowed):
             raise _DENIALS[decision.code](decision.reason)
         self._attest(decision.plan, context)
-        plan, room_sid = self._resources.complete(decision.plan, caller)
+        plan, room_sid = self._resources.complete(
+            decision.plan, caller, partial(self._before_twilio_call, caller)
+        )
         token = self._minter.mint(plan, self._recorder.now())
         record = replace(
             self._issued_record(caller, request, token, context),
@@ -154,6 +157,16 @@ class TokenIssuance(HealthViews):
             raise _refusal_of(outcome)
         self._recorder.stored(record, line)
         return token
+
+    def _before_twilio_call(self, caller: Caller) -> None:
+        """Before the broker asks Twilio for this request (a Worker, a room): issuance is
+        not paused, and the caller's ``twilio_calls_per_identity`` budget admits it."""
+        spends = self._budgets.twilio_call_spends(caller.identity)
+        outcome = self._store.admit(
+            Admission(at=self._recorder.now(), pauses=("all",), spends=spends)
+        )
+        if isinstance(outcome, Refused):
+            raise _refusal_of(outcome)
 
     def _attest(self, plan: Plan, context: RequestContext) -> None:
         """What the grants' rules ask of the app (the strictest of them): a valid App

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -114,10 +114,17 @@ class RoomKeeper:
     def __repr__(self) -> str:
         return f"RoomKeeper(known={len(self._local)})"
 
-    def ensure(self, name: str, provision: Provision, deadline: float) -> str:
+    def ensure(
+        self,
+        name: str,
+        provision: Provision,
+        deadline: float,
+        before_call: Callable[[], None] = lambda: None,
+    ) -> str:
         """The SID of room ``name`` in progress with ``provision``; ``RoomConflict`` when it
-        is in progress with other settings, ``Unavailable`` when Twilio cannot say."""
-        room = self._known(name) or self._made_or_found(name, provision, deadline)
+        is in progress with other settings, ``Unavailable`` when Twilio cannot say.
+        ``before_call`` runs just before Twilio is asked (it may refuse: a budget)."""
+        room = self._known(name) or self._made_or_found(name, provision, deadline, before_call)
         if room.settings != provision.settings:
             raise RoomConflict(f"room in progress as {room.settings}, not {provision.settings}")
         return room.sid
@@ -136,10 +143,13 @@ class RoomKeeper:
         self._keep_here(name, room, now)
         return room
 
-    def _made_or_found(self, name: str, provision: Provision, deadline: float) -> Room:
+    def _made_or_found(
+        self, name: str, provision: Provision, deadline: float, before_call: Callable[[], None]
+    ) -> Room:
         now = self._clock()
         if not self._store.first_time([f"room-lease:{name}"], now, LEASE_SECONDS):
             return self._awaited(name, deadline)  # another request makes it
+        before_call()
         room = self._directory.create_room(name, provision, deadline)
         if room is None:  # 53113: it exists (made elsewhere): as it is
             room = self._directory.find_room(name, deadline)

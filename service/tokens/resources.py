@@ -6,6 +6,7 @@ no token. A plan with neither costs nothing here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from service.base.errors import Unavailable
@@ -35,19 +36,22 @@ class PlanResources:
     def __repr__(self) -> str:
         return f"PlanResources({self._workers!r}, {self._rooms!r})"
 
-    def complete(self, plan: Plan, caller: Caller) -> tuple[Plan, str | None]:
-        """``plan`` with its Worker, and the SID of its provisioned room (or None)."""
+    def complete(
+        self, plan: Plan, caller: Caller, before_call: Callable[[], None] = lambda: None
+    ) -> tuple[Plan, str | None]:
+        """``plan`` with its Worker, and the SID of its provisioned room (or None).
+        ``before_call`` runs before each request to Twilio (the caller's budget for them)."""
         provision = plan.video.provision if plan.video is not None else None
         if plan.task_router is None and provision is None:
             return plan, None
         deadline = time.monotonic() + self._seconds
         if plan.task_router is not None:
             sid = self._workers.worker_sid(
-                plan.task_router.rule, caller.identity, caller.claims, deadline
+                plan.task_router.rule, caller.identity, caller.claims, deadline, before_call
             )
             plan = replace(plan, task_router=TaskRouterPlan(plan.task_router.rule, sid))
         if plan.video is None or provision is None:
             return plan, None
         if self._rooms is None:  # the configuration provides one; never reached
             raise Unavailable("no Video client", dependency="twilio")
-        return plan, self._rooms.ensure(plan.video.room, provision, deadline)
+        return plan, self._rooms.ensure(plan.video.room, provision, deadline, before_call)

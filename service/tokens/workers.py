@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -101,9 +101,15 @@ class WorkerResolver:
         return f"WorkerResolver(cached={len(self._cache)})"
 
     def worker_sid(
-        self, rule: TaskRouterRule, identity: str, claims: Mapping[str, object], deadline: float
+        self,
+        rule: TaskRouterRule,
+        identity: str,
+        claims: Mapping[str, object],
+        deadline: float,
+        before_call: Callable[[], None] = lambda: None,
     ) -> str:
-        """The Worker this caller acts as; ``WorkerNotFound`` when it has none."""
+        """The Worker this caller acts as; ``WorkerNotFound`` when it has none.
+        ``before_call`` runs just before Twilio is asked (it may refuse: a budget)."""
         if rule.worker_claim is not None:
             value = claim_value(claims, rule.worker_claim)
             if isinstance(value, str) and WORKER_SID.fullmatch(value):
@@ -112,13 +118,15 @@ class WorkerResolver:
         key = (rule.workspace_sid, identity)
         found = self._cached(key)
         if found is None:
-            found = self._looked_up(key, deadline)
+            found = self._looked_up(key, deadline, before_call)
         sid = found[0]
         if sid is None:
             raise WorkerNotFound("no Worker has the caller's identity as its friendly name")
         return sid
 
-    def _looked_up(self, key: tuple[str, str], deadline: float) -> tuple[str | None]:
+    def _looked_up(
+        self, key: tuple[str, str], deadline: float, before_call: Callable[[], None]
+    ) -> tuple[str | None]:
         if self._directory is None:  # the configuration provides one; never reached
             raise Unavailable("no TaskRouter client", dependency="twilio")
         stripe = self._stripes[zlib.crc32("\0".join(key).encode()) % _STRIPES]
@@ -128,6 +136,7 @@ class WorkerResolver:
             found = self._cached(key)  # another request may have looked it up meanwhile
             if found is not None:
                 return found
+            before_call()
             sid = self._directory.find_worker(key[0], key[1], deadline)
             self._keep(key, sid)
             return (sid,)

@@ -200,3 +200,38 @@ def made_elsewhere(name: str, **settings: Any) -> dict[str, Any]:
         "unused_room_timeout": 10,
         "record_participants_on_connect": settings.get("record", False),
     }
+
+
+def test_new_rooms_spend_a_budget_of_their_own_and_known_rooms_nothing(
+    make_client: Callable[..., FlaskClient],
+    environ: dict[str, str],
+    post: support.Post,
+    caller_token: support.Token,
+    twilio: FakeTwilio,
+) -> None:
+    """A caller cannot make the broker create rooms without end: each request that makes
+    it call Twilio spends ``twilio_calls_per_identity``; tokens for known rooms do not."""
+    policy = ROOM_POLICY.replace("[limits]\n", '[limits]\ntwilio_calls_per_identity = "3/minute"\n')
+    client = make_client({**environ, "TWILIO_API_BASE_URL": twilio.url}, policy=policy)
+    bearer = caller_token()
+    for number in range(3):
+        assert post(ask(f"standup-{number}"), bearer, to=client).status_code == 200
+    refused = post(ask("standup-99"), bearer, to=client)
+    support.assert_problem(refused, 429, "rate_limited")
+    assert twilio.count(CREATE) == 3  # the fourth room was never asked for
+    for number in range(3):  # known: no call, nothing spent
+        assert post(ask(f"standup-{number}"), bearer, to=client).status_code == 200
+    assert twilio.count(CREATE) == 3
+
+
+def test_a_paused_fleet_makes_no_room(
+    rooms: FlaskClient,
+    post: support.Post,
+    caller_token: support.Token,
+    twilio: FakeTwilio,
+    cli: Callable[..., Any],
+    environ: dict[str, str],
+) -> None:
+    assert cli("pause", "--reason", "incident", env=environ).exit_code == 0
+    support.assert_problem(post(ask("standup-7"), caller_token(), to=rooms), 503, "issuance_paused")
+    assert twilio.requests == []
