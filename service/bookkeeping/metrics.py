@@ -100,16 +100,18 @@ class Metrics:
         self._dependency_up = self._gauge(
             "token_broker_dependency_up",
             "1 while this instance can use the dependency (as /readyz checks it), else 0.",
-            "livemin",  # one worker that cannot is enough to show 0
+            # Each is what the latest look found, whichever worker looked: a worker that
+            # saw a failure once and has not looked since must not hold the gauge.
+            "livemostrecent",
             "dependency",
         )
         self._paused = self._gauge(
-            "token_broker_paused", "1 while issuance is paused by the operator.", "livemax"
+            "token_broker_paused", "1 while issuance is paused by the operator.", "livemostrecent"
         )
         self._key_age = self._gauge(
             "token_broker_signing_key_age_seconds",
             "How long the fleet has signed with this instance's API key (since it first saw it).",
-            "livemax",
+            "livemostrecent",  # after a rotation, the new key's age
         )
 
     def _counter(self, name: str, description: str, *labels: str) -> Counter:
