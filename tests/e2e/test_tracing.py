@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,54 @@ def test_the_probes_are_not_traced(traced_broker: support.BrokerProcess) -> None
         )
     )
     assert trace_id not in traced_broker.output()
+
+
+def test_spans_go_to_an_otlp_collector(
+    environ: dict[str, str], tmp_path: Path, caller_token: Callable[..., str], leaks: LeakWatch
+) -> None:
+    """OTEL_TRACES_EXPORTER=otlp: spans are posted (OTLP over HTTP, protobuf) to the
+    collector OTEL_EXPORTER_OTLP_ENDPOINT names, the caller's trace among them."""
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server dispatches to
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, args=(0.05,), daemon=True).start()
+    server = support.start_broker(
+        {
+            **environ,
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second
+        },
+        tmp_path,
+    )
+    try:
+        trace_id = secrets.token_hex(16)
+        answer = requests.post(
+            f"{server.url}/v1/tokens",
+            json={"grants": {"sync": {}}},
+            headers={
+                "Authorization": f"Bearer {caller_token()}",
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        leaks.issued.add(answer.json()["token"])
+        assert support.eventually(
+            lambda: any(bytes.fromhex(trace_id) in body for _, body in received)
+        )
+        assert {path for path, _ in received} == {"/v1/traces"}
+    finally:
+        support.stop_broker(server)
+        collector.shutdown()
+        collector.server_close()
