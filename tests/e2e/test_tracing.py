@@ -34,6 +34,23 @@ def spans_in(output: str) -> list[dict[str, Any]]:
     return spans
 
 
+def traced_token(url: str, bearer: str, trace_id: str, parent_id: str, leaks: LeakWatch) -> str:
+    """A token asked for within the caller's trace (W3C ``traceparent``)."""
+    answer = requests.post(
+        f"{url}/v1/tokens",
+        json={"grants": {"sync": {}}},
+        headers={
+            "Authorization": f"Bearer {bearer}",
+            "traceparent": f"00-{trace_id}-{parent_id}-01",
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["token"]
+    leaks.issued.add(token)
+    return token
+
+
 @pytest.fixture
 def traced_broker(
     environ: dict[str, str], redis_url: str, tmp_path: Path
@@ -58,18 +75,7 @@ def test_a_traceparent_is_continued_into_the_audit_line_and_the_spans(
 ) -> None:
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     bearer = caller_token(sub=SUBJECT)
-    answer = requests.post(
-        f"{traced_broker.url}/v1/tokens",
-        json={"grants": {"sync": {}}},
-        headers={
-            "Authorization": f"Bearer {bearer}",
-            "traceparent": f"00-{trace_id}-{parent_id}-01",
-        },
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    token = answer.json()["token"]
-    leaks.issued.add(token)
+    token = traced_token(traced_broker.url, bearer, trace_id, parent_id, leaks)
 
     def exported() -> list[dict[str, Any]]:
         return [
@@ -143,17 +149,7 @@ def test_spans_go_to_an_otlp_collector(
     )
     try:
         trace_id = secrets.token_hex(16)
-        answer = requests.post(
-            f"{server.url}/v1/tokens",
-            json={"grants": {"sync": {}}},
-            headers={
-                "Authorization": f"Bearer {caller_token()}",
-                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
-            },
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        leaks.issued.add(answer.json()["token"])
+        traced_token(server.url, caller_token(), trace_id, secrets.token_hex(8), leaks)
         assert support.eventually(
             lambda: any(bytes.fromhex(trace_id) in body for _, body in received)
         )
