@@ -35,6 +35,7 @@ def test_each_table_reaches_its_feature() -> None:
     assert policy.budgets.budgets == {
         "per_identity": "1000/minute;20000/day",
         "denials_per_identity": "100000/minute",
+        "twilio_calls_per_identity": "10/minute;200/day",  # the default
     }
     assert policy.dial is not None
     assert policy.dial.allowed_prefixes == ("+1", "+44")
