@@ -12,6 +12,7 @@ the one thing here that cannot run for real.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -168,12 +169,14 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
             # client's request deadline is what ends the request.
             time.sleep(delay)
             payload = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            # A slow answer's client may have given up meanwhile: nobody to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
             return True
 
         def _v1_page(self, key: str, items: list[dict[str, Any]]) -> None:
