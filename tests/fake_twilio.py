@@ -266,7 +266,9 @@ def serve_fake_twilio() -> Iterator[FakeTwilio]:
                 return
             path = self.path.split("?")[0]
             if path.startswith("/v1/Workspaces/") and path.endswith("/Workers"):
-                time.sleep(state.work_seconds)  # as for rooms: a lookup takes a while
+                # Not a wait in a test either: the emulated lookup is slow on purpose, so
+                # that concurrent token requests of one identity meet while it runs.
+                time.sleep(state.work_seconds)
                 self._v1_page("workers", self._workers(path.split("/")[3]))
                 return
             if path.startswith("/v1/Rooms/"):

@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
+from service.account.twilio_rest import rebased, retry_after_seconds
 from service.base.errors import Unavailable
 from service.tokens.minting import SigningKey
 from service.tokens.provision import Provision, Room
@@ -101,10 +101,7 @@ class BoundedTwilio:
             """Sends to ``base_url`` (Twilio's paths kept) within the call's deadline."""
 
             def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
-                if base_url:
-                    parts = urlsplit(url)
-                    query = f"?{parts.query}" if parts.query else ""
-                    url = f"{base_url.rstrip('/')}{parts.path}{query}"
+                url = rebased(url, base_url)
                 remaining = getattr(deadlines, "at", 0.0) - time.monotonic()
                 if remaining <= 0:
                     raise Unavailable("Twilio did not answer in time", dependency="twilio")
@@ -125,8 +122,8 @@ def _refuse_throttling_and_failures(response: Any) -> None:
     """A 429 or 5xx from Twilio is 503 for our caller; a 429 with Twilio's Retry-After."""
     status = int(response.status_code)
     if status == 429:
-        text = str((response.headers or {}).get("Retry-After", "")).strip()
-        wait = int(text) if text.isdigit() else DEFAULT_RETRY_AFTER
+        said = retry_after_seconds(response)
+        wait = DEFAULT_RETRY_AFTER if said is None else said
         raise Unavailable(
             "Twilio answered 429 (too many requests)",
             dependency="twilio",

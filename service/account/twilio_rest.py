@@ -69,10 +69,7 @@ def _client(
         given), and honours a 429's Retry-After a bounded number of times."""
 
         def request(self, method: str, url: str, *arguments: Any, **options: Any) -> Any:
-            if api_base_url:
-                parts = urlsplit(url)
-                query = f"?{parts.query}" if parts.query else ""
-                url = f"{api_base_url.rstrip('/')}{parts.path}{query}"
+            url = rebased(url, api_base_url)
             for _ in range(MAX_TRIES - 1):
                 response = super().request(method, url, *arguments, **options)
                 wait = _retry_after(response)
@@ -89,12 +86,28 @@ def _client(
     )
 
 
+def rebased(url: str, api_base_url: str | None) -> str:
+    """``url`` sent to ``api_base_url`` (an emulator) instead, Twilio's path and query
+    kept; unchanged without one."""
+    if not api_base_url:
+        return url
+    parts = urlsplit(url)
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{api_base_url.rstrip('/')}{parts.path}{query}"
+
+
+def retry_after_seconds(response: Any) -> int | None:
+    """The seconds a response's ``Retry-After`` says, when it says a number; else None."""
+    text = str((response.headers or {}).get("Retry-After", "")).strip()
+    return int(text) if text.isdigit() else None
+
+
 def _retry_after(response: Any) -> int | None:
     """The seconds a 429 asks to wait, when it is worth waiting that long; else None."""
     if response.status_code != 429:
         return None
-    text = str((response.headers or {}).get("Retry-After", ""))
-    return int(text) if text.isdigit() and int(text) <= MAX_RETRY_AFTER else None
+    wait = retry_after_seconds(response)
+    return wait if wait is not None and wait <= MAX_RETRY_AFTER else None
 
 
 def _account(account_sid: str, auth_token: str, api_base_url: str | None) -> Any:

@@ -10,7 +10,7 @@ is stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 from service.base.addresses import address_key
@@ -145,11 +145,7 @@ class TokenIssuance(HealthViews):
             decision.plan, caller, partial(self._before_twilio_call, caller)
         )
         token = self._minter.mint(plan, self._recorder.now())
-        record = replace(
-            self._issued_record(caller, request, token, context),
-            room_sid=room_sid,
-            worker_sid=plan.task_router.worker_sid if plan.task_router else None,
-        )
+        record = self._issued_record(caller, request, token, context, plan, room_sid)
         line = record.to_json()
         outcome = self._store.admit(self._admission(caller, plan, context, token, line))
         self._recorder.paused(isinstance(outcome, Refused) and outcome.scope == "all")
@@ -251,7 +247,12 @@ class TokenIssuance(HealthViews):
 
     @staticmethod
     def _issued_record(
-        caller: Caller, request: TokenRequest, token: IssuedToken, context: RequestContext
+        caller: Caller,
+        request: TokenRequest,
+        token: IssuedToken,
+        context: RequestContext,
+        plan: Plan,
+        room_sid: str | None,
     ) -> AuditRecord:
         return AuditRecord(
             event="token",
@@ -266,6 +267,8 @@ class TokenIssuance(HealthViews):
             credential=caller.credential_fingerprint,
             grants=token.grants,
             room=request.video.room if request.video else None,
+            room_sid=room_sid,
+            worker_sid=plan.task_router.worker_sid if plan.task_router else None,
             ttl=token.ttl,
             token=token_fingerprint(token.jwt),
         )

@@ -15,14 +15,13 @@ lease, so the room is created once. A room in progress with other settings: 409
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
+from service.base.caches import ExpiringCache
 from service.base.clock import Clock
 from service.base.errors import RoomConflict, Unavailable
 from service.base.tables import TableReader
@@ -108,11 +107,10 @@ class RoomKeeper:
         self._directory = directory
         self._store = store
         self._clock = clock
-        self._local: OrderedDict[str, tuple[Room, datetime]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._local: ExpiringCache[str, Room] = ExpiringCache(MAX_LOCAL)
 
     def __repr__(self) -> str:
-        return f"RoomKeeper(known={len(self._local)})"
+        return f"RoomKeeper({self._local!r})"
 
     def ensure(
         self,
@@ -131,16 +129,15 @@ class RoomKeeper:
 
     def _known(self, name: str) -> Room | None:
         now = self._clock()
-        with self._lock:
-            entry = self._local.get(name)
-            if entry is not None and now < entry[1]:
-                return entry[0]
+        known_here = self._local.get(name, now)
+        if known_here is not None:
+            return known_here[0]
         remembered = self._store.recall(f"room:{name}", now)
         if remembered is None:
             return None
         sid, _, settings = remembered.partition(" ")
         room = Room(sid, settings)
-        self._keep_here(name, room, now)
+        self._local.put(name, room, now + timedelta(seconds=LOCAL_SECONDS))
         return room
 
     def _made_or_found(
@@ -156,7 +153,7 @@ class RoomKeeper:
         if room is None:
             raise Unavailable("the room neither could be created nor found", dependency="twilio")
         self._store.remember(f"room:{name}", f"{room.sid} {room.settings}", now, REMEMBER_SECONDS)
-        self._keep_here(name, room, now)
+        self._local.put(name, room, now + timedelta(seconds=LOCAL_SECONDS))
         return room
 
     def _awaited(self, name: str, deadline: float) -> Room:
@@ -166,10 +163,3 @@ class RoomKeeper:
             if room is not None:
                 return room
         raise Unavailable("the room is still being created elsewhere", dependency="twilio")
-
-    def _keep_here(self, name: str, room: Room, now: datetime) -> None:
-        with self._lock:
-            self._local[name] = (room, now + timedelta(seconds=LOCAL_SECONDS))
-            self._local.move_to_end(name)
-            while len(self._local) > MAX_LOCAL:
-                self._local.popitem(last=False)

@@ -15,12 +15,12 @@ import re
 import threading
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
+from service.base.caches import ExpiringCache
 from service.base.clock import Clock
 from service.base.errors import Unavailable, WorkerNotFound
 from service.base.tables import TableReader
@@ -92,13 +92,11 @@ class WorkerResolver:
         self._clock = clock
         self._found = timedelta(seconds=found_seconds)
         self._missing = timedelta(seconds=missing_seconds)
-        self._max_cached = max_cached
-        self._cache: OrderedDict[tuple[str, str], tuple[str | None, datetime]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: ExpiringCache[tuple[str, str], str | None] = ExpiringCache(max_cached)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
     def __repr__(self) -> str:
-        return f"WorkerResolver(cached={len(self._cache)})"
+        return f"WorkerResolver({self._cache!r})"
 
     def worker_sid(
         self,
@@ -144,20 +142,8 @@ class WorkerResolver:
             stripe.release()
 
     def _cached(self, key: tuple[str, str]) -> tuple[str | None] | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            sid, until = entry
-            if self._clock() >= until:
-                del self._cache[key]
-                return None
-            return (sid,)
+        return self._cache.get(key, self._clock())
 
     def _keep(self, key: tuple[str, str], sid: str | None) -> None:
         until = self._clock() + (self._found if sid is not None else self._missing)
-        with self._lock:
-            self._cache[key] = (sid, until)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._max_cached:
-                self._cache.popitem(last=False)
+        self._cache.put(key, sid, until)

@@ -38,12 +38,7 @@ def broker(environ: dict[str, str], tmp_path: Path) -> Iterator[support.BrokerPr
 @pytest.fixture
 def node() -> str:
     """Node.js, for the JavaScript example; under CI its absence fails, never skips."""
-    found = shutil.which("node")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("node is not installed; CI must install it")
-        pytest.skip("node is not installed")  # only outside CI: CI fails above
-    return found
+    return support.required_tool("node")
 
 
 def test_javascript_client_refreshes_before_expiry(
